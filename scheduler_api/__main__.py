@@ -1,0 +1,274 @@
+"""Command line, wiring, signals and exit codes: the only place that owns threads (SPEC.md §8, §9)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import random
+import signal
+import sys
+import tempfile
+import threading
+from importlib import resources
+from typing import Any, Sequence
+
+from . import config as config_mod
+from .api import ApiServer, App
+from .calendar_source import CalendarSource
+from .clock import SystemClock
+from .config import Config, ConfigError
+from .fetcher import FetcherClient, make_session
+from .health import FetcherHealth
+from .journal import Notifier, setup_logging, watchdog_interval_s
+from .plan import DEFAULT_HOURS, build_plan, parse_instant, render_json, render_text
+from .scheduler import Scheduler
+from .standin import FetcherStandIn
+from .state import State, StateLockedError
+from .workers import WorkerPool
+
+logger = logging.getLogger("scheduler_api")
+
+EXIT_CONFIG = 2
+EXIT_FAILURE = 1
+WORKERS = 6  # four kinds, a calendar refresh and a health probe: nothing queues behind a hanging sync
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """:returns: the argument parser for ``scheduler-api`` and ``python -m scheduler_api``."""
+    parser = argparse.ArgumentParser(
+        prog="scheduler-api",
+        description="Keeps a Formula 1 data store fresh: asks fetcher_service to sync on a race-calendar-aware schedule.",
+    )
+    parser.add_argument("--env-file", metavar="PATH", help="read variables from this .env file (the environment wins)")
+    parser.add_argument("--host", help="address to listen on (overrides SCHEDULER_HOST)")
+    parser.add_argument("--port", help="port to listen on (overrides SCHEDULER_PORT)")
+    parser.add_argument("--demo", action="store_true",
+                        help="run against a built-in stand-in for fetcher_service serving the bundled 2026 calendar")
+    sub = parser.add_subparsers(dest="command")
+    plan = sub.add_parser("plan", help="print the mode, intervals and next due times at an instant; calls nothing")
+    plan.add_argument("--at", help="instant, e.g. 2026-12-06T12:30:00Z (default: now)")
+    plan.add_argument("--calendar", metavar="FILE",
+                      help="calendar file (Ergast or content-API JSON), or a bundled one by name: ergast-2026.json")
+    plan.add_argument("--hours", type=float, default=DEFAULT_HOURS, help="window length in hours (default 48)")
+    plan.add_argument("--json", action="store_true", help="print one JSON object")
+    plan.add_argument("--env-file", dest="plan_env_file", metavar="PATH", help="read variables from this .env file")
+    return parser
+
+
+def load_config(args: argparse.Namespace, env_file: str | None) -> Config:
+    """Load the configuration, applying ``--host`` and ``--port``.
+
+    :raises ConfigError: on any invalid value.
+    """
+    environ = dict(os.environ)
+    if args.host is not None:
+        environ["SCHEDULER_HOST"] = args.host
+    if args.port is not None:
+        environ["SCHEDULER_PORT"] = args.port
+    return config_mod.load(environ, env_file)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``scheduler-api``.
+
+    :returns: the exit status: 0, 1 (cannot start: port or state file in
+        use) or 2 (bad configuration, one line on stderr).
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args, getattr(args, "plan_env_file", None) or args.env_file)
+    except ConfigError as exc:
+        print(f"scheduler-api: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "plan":
+        return run_plan(args, config)
+    return run_daemon(config, demo=args.demo)
+
+
+def run_plan(args: argparse.Namespace, config: Config) -> int:
+    """``scheduler-api plan``: print the plan; exit 2 on a bad argument or unreadable calendar."""
+    try:
+        at_ts = parse_instant(args.at) if args.at else int(SystemClock().now_ts())
+    except ValueError as exc:
+        print(f"scheduler-api: --at {args.at!r}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if not 0 < args.hours <= 24 * 366:
+        print("scheduler-api: --hours must be from 0 to 8784", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        body = _plan_calendar(args.calendar, config)
+        plan = build_plan(config, body, at_ts, args.hours)
+    except (OSError, ValueError) as exc:
+        print(f"scheduler-api: calendar: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(render_json(plan) if args.json else render_text(plan))
+    return 0
+
+
+def _plan_calendar(name: str | None, config: Config) -> Any:
+    """The calendar for ``plan``: ``--calendar``, else ``CALENDAR_FILE``, else the persisted one, else none."""
+    path = name or config.calendar_file
+    if path:
+        if not os.path.exists(path) and os.sep not in path:
+            bundled = resources.files("scheduler_api").joinpath("data", path)
+            if bundled.is_file():
+                return json.loads(bundled.read_text("utf-8"))
+        with open(path, "rb") as handle:
+            return json.loads(handle.read().decode("utf-8-sig"))
+    try:
+        with open(config.state_file, "rb") as handle:
+            calendar = json.loads(handle.read()).get("calendar")
+        return calendar["body"] if calendar else None
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return None
+
+
+def run_daemon(config: Config, demo: bool = False) -> int:
+    """Run the daemon until SIGTERM or SIGINT (SPEC.md §8).
+
+    :returns: 0 after a clean shutdown, 1 when it cannot start.
+    """
+    clock = SystemClock()
+    environ = os.environ
+    setup_logging(config.log_level, environ)
+    standin = None
+    if demo:
+        standin = FetcherStandIn().start()
+        state_file = config.state_file
+        if not environ.get("STATE_FILE"):
+            state_file = os.path.join(tempfile.mkdtemp(prefix="scheduler_api_demo_"), "state.json")
+        config = dataclasses.replace(
+            config, fetcher_url=standin.url, calendar_url=standin.url + "/calendar/{season}.json",
+            calendar_file=None, state_file=state_file,
+        )
+        logger.info("demo fetcher stand-in url=%s serving the bundled 2026 calendar", standin.url)
+
+    state = State(config.state_file, clock)
+    try:
+        state.acquire_lock()
+    except (StateLockedError, OSError) as exc:
+        print(f"scheduler-api: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    state.load()
+
+    def client_factory() -> FetcherClient:
+        return FetcherClient(config.fetcher_url, config.fetch_paths, config.fetcher_connect_timeout_s,
+                             config.fetcher_timeout_s, make_session(), clock)
+
+    pool = WorkerPool(WORKERS, client_factory)
+    health = FetcherHealth(clock, config.fetcher_health_ttl_s, config.fetcher_health_path, pool.submit)
+    scheduler = Scheduler(
+        config, state, clock, pool, client_factory, random.SystemRandom(),
+        CalendarSource(config.calendar_url, config.calendar_file), health,
+    )
+    ticker = threading.Thread(target=scheduler.run, name="ticker", daemon=True)
+    app = App(config, state, scheduler, health, clock, ticker.is_alive)
+    try:
+        server = ApiServer((config.host, config.port), app, config.http_timeout_s)
+    except OSError as exc:
+        print(f"scheduler-api: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}", file=sys.stderr)
+        state.release_lock()
+        return EXIT_FAILURE
+    if config.host not in LOOPBACK_HOSTS and not config.token:
+        logger.warning("listening on %s without SCHEDULER_API_TOKEN: anyone who can reach it can trigger syncs",
+                       config.host)
+
+    notifier = Notifier(environ)
+    _install_watchdog(scheduler, state, notifier, environ, clock)
+    wake = threading.Event()
+    requests_ = {"stop": False, "reload": False}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        requests_["reload" if signum == signal.SIGHUP else "stop"] = True
+        wake.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, on_signal)
+
+    scheduler.start()
+    pool.start()
+    ticker.start()
+    http = threading.Thread(target=server.serve, name="http", daemon=True)
+    http.start()
+    host, port = server.server_address[:2]
+    logger.info("listening url=http://%s:%s", host if ":" not in host else f"[{host}]", port)
+    notifier.notify("READY=1")
+
+    while True:
+        wake.wait()
+        wake.clear()
+        if requests_["reload"]:
+            requests_["reload"] = False
+            logger.info("reload requested (SIGHUP): refreshing the calendar")
+            scheduler.reload_calendar()
+        if requests_["stop"]:
+            break
+
+    logger.info("shutdown requested; letting in-flight syncs finish (up to %gs)", config.shutdown_grace_s)
+    notifier.notify("STOPPING=1")
+    server.stop_serving()
+    http.join(5)
+    scheduler.stop()
+    ticker.join(5)
+    stuck = pool.shutdown(config.shutdown_grace_s, clock.monotonic)
+    state.save()
+    server.server_close()
+    if standin is not None:
+        standin.stop()
+    state.release_lock()
+    if stuck:
+        logger.warning("shutdown: %d sync(s) still running after the grace period were abandoned", len(stuck))
+    logger.info("stopped")
+    logging.shutdown()
+    if stuck:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    return 0
+
+
+def _install_watchdog(
+    scheduler: Scheduler, state: State, notifier: Notifier, environ: Any, clock: SystemClock
+) -> None:
+    """Send ``WATCHDOG=1`` and a ``STATUS=`` line from the ticker's own loop (SPEC.md §8)."""
+    interval_s = watchdog_interval_s(environ)
+    if interval_s is not None:
+        scheduler.loop_timeout_cap_s = min(scheduler.loop_timeout_cap_s, interval_s)
+    last = {"watchdog_mono": None, "status": None}
+
+    def on_loop() -> None:
+        if not notifier.enabled:
+            return
+        now_mono = clock.monotonic()
+        if interval_s is not None and (last["watchdog_mono"] is None or now_mono - last["watchdog_mono"] >= interval_s * 0.9):
+            notifier.notify("WATCHDOG=1")
+            last["watchdog_mono"] = now_mono
+        status = status_line(state)
+        if status != last["status"]:
+            notifier.notify("STATUS=" + status)
+            last["status"] = status
+
+    scheduler.on_loop = on_loop
+
+
+def status_line(state: State) -> str:
+    """:returns: the one-line ``STATUS=`` summary: mode and the next sync."""
+    from .plan import iso
+
+    view = state.snapshot(history=False).schedule
+    upcoming = [(ts, kind) for kind, ts in view.next_syncs.items() if ts is not None]
+    mode = view.mode + (f" round {view.mode_round}" if view.mode_round is not None else "")
+    if view.live_session:
+        mode += f" {view.live_session} live"
+    if not upcoming:
+        return f"{mode}; no sync scheduled"
+    ts, kind = min(upcoming)
+    return f"{mode}; next sync {kind} at {iso(ts)}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

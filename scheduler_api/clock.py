@@ -1,0 +1,36 @@
+"""Clock protocol: the monotonic clock for scheduling and the UTC wall clock for reporting."""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """The two clocks every component takes as an argument (STYLE.md, Time).
+
+    ``monotonic()`` drives due times, waits, timeouts and backoff; it never
+    jumps but does not advance while the machine is suspended.
+    ``now_ts()`` is UTC wall time, used for everything reported, persisted or
+    logged; it may step forward or backward.
+    """
+
+    def monotonic(self) -> float:
+        """:returns: monotonic seconds, float."""
+        ...
+
+    def now_ts(self) -> float:
+        """:returns: UTC unix seconds, float."""
+        ...
+
+
+class SystemClock:
+    """The real clocks: :func:`time.monotonic` and :func:`time.time`. Thread-safe."""
+
+    def monotonic(self) -> float:
+        """:returns: monotonic seconds, float."""
+        return time.monotonic()
+
+    def now_ts(self) -> float:
+        """:returns: UTC unix seconds, float."""
+        return time.time()

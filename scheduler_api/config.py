@@ -1,0 +1,428 @@
+"""Frozen daemon configuration loaded from the environment and an optional .env file (SPEC.md §6)."""
+
+from __future__ import annotations
+
+import io
+import os
+import string
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from dotenv import dotenv_values
+
+from .durations import DurationError, parse_duration
+
+__all__ = [
+    "KINDS",
+    "DEFAULT_FETCH_PATHS",
+    "DEFAULT_CALENDAR_URL",
+    "ConfigError",
+    "Config",
+    "load",
+]
+
+#: The four sync kinds, in the order they are reported (SPEC.md §2).
+KINDS: tuple[str, ...] = ("seasons", "rounds", "results", "standings")
+
+#: Fetcher call per kind, always POSTed to ``FETCHER_URL`` + path (SPEC.md §2).
+#: Read-only: a :class:`types.MappingProxyType`.
+DEFAULT_FETCH_PATHS: Mapping[str, str] = MappingProxyType(
+    {
+        "seasons": "/fetch/seasons",
+        "rounds": "/fetch/rounds?season={season}",
+        "results": "/fetch/results?season={season}&round={round}",
+        "standings": "/fetch/standings?season={season}",
+    }
+)
+
+#: The public Ergast-compatible Jolpica-F1 API (SPEC.md §4).
+DEFAULT_CALENDAR_URL = "https://api.jolpi.ca/ergast/f1/{season}.json"
+
+_TOKEN_VARIABLE = "SCHEDULER_API_TOKEN"
+_HIDDEN = "<hidden>"
+_FETCH_PATH_VARIABLES: tuple[tuple[str, str], ...] = tuple(
+    (kind, f"FETCH_PATH_{kind.upper()}") for kind in KINDS
+)
+_FETCH_PATH_PLACEHOLDERS = frozenset({"season", "round", "session"})
+_CALENDAR_URL_PLACEHOLDERS = frozenset({"season"})
+_LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Configured durations must format to something meaningful in /status (whole
+# milliseconds) and stay far below threading.TIMEOUT_MAX and socket limits.
+_MIN_DURATION_S = 0.001
+_MAX_DURATION_S = 365 * 86_400.0
+
+_EXPECT_DURATION = "a duration such as 30s, 5m, 1h30m or a number of seconds"
+_EXPECT_DURATION_RANGE = "a duration from 1ms to 365d"
+_EXPECT_PORT = "an integer from 0 to 65535"
+_EXPECT_HOST = "a host name or IP address"
+_EXPECT_FETCHER_URL = (
+    "an http:// or https:// URL with a host and no query, e.g. http://127.0.0.1:8082"
+)
+_EXPECT_HEALTH_PATH = 'a path starting with "/"'
+_EXPECT_FETCH_PATH = (
+    'a path starting with "/" using only the placeholders {season}, {round} and {session}'
+)
+_EXPECT_CALENDAR_URL = "an http:// or https:// URL with a host, optionally containing {season}"
+_EXPECT_CALENDAR_FILE = "an existing readable file"
+_EXPECT_STATE_FILE = "a file path (not a directory)"
+_EXPECT_LOG_LEVEL = "one of " + ", ".join(_LOG_LEVELS) + " (any case)"
+_EXPECT_TOKEN = "a token of printable ASCII characters without spaces"
+_EXPECT_ENV_FILE = "a readable .env file"
+
+
+class ConfigError(Exception):
+    """An invalid configuration value; start-up stops (SPEC.md §6).
+
+    ``__main__`` prints ``str(err)`` as one line and exits with status 2.
+    The value is shown through :func:`repr`, so newlines and control
+    characters in it are escaped and the message stays on one line. The value
+    of ``SCHEDULER_API_TOKEN`` is never stored or shown: both :attr:`value`
+    and the message carry ``"<hidden>"`` instead.
+
+    :param variable: the environment variable (or command-line option) at fault.
+    :param value: the value as given.
+    :param expected: what would have been accepted, e.g. ``"an integer from 0 to 65535"``.
+    """
+
+    def __init__(self, variable: str, value: str, expected: str) -> None:
+        if variable == _TOKEN_VARIABLE:
+            value = _HIDDEN
+        self.variable = variable
+        self.value = value
+        self.expected = expected
+        super().__init__(f"{variable}={value!r}: expected {expected}")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The daemon's whole configuration, immutable and safe to share between threads.
+
+    Build it with :func:`load` from the environment, or directly in tests
+    (no validation then, except that ``fetch_paths`` is copied into a
+    read-only mapping). Durations are seconds, float (``*_s``). Each field's
+    variable is named in SPEC.md §3 (intervals), §4 (calendar, leads and
+    tails), §6 (service settings) and §8 (``SHUTDOWN_GRACE``,
+    ``SCHEDULER_HTTP_TIMEOUT``).
+    """
+
+    #: ``SCHEDULER_HOST``: address the HTTP API binds to.
+    host: str = "127.0.0.1"
+    #: ``SCHEDULER_PORT``: 0-65535, 0 binds any free port.
+    port: int = 8081
+    #: ``FETCHER_URL``: base URL of fetcher_service, without a trailing "/".
+    fetcher_url: str = "http://127.0.0.1:8082"
+    #: ``FETCHER_TIMEOUT``: read timeout of a fetcher call, seconds.
+    fetcher_timeout_s: float = 300.0
+    #: Connect timeout of a fetcher call, seconds; not configurable (SPEC.md §6).
+    fetcher_connect_timeout_s: float = 3.0
+    #: ``FETCHER_HEALTH_PATH``: probed with GET; any answer below 500 counts as connected.
+    fetcher_health_path: str = "/health"
+    #: ``FETCHER_HEALTH_TTL``: minimum seconds between two connectivity probes (SPEC.md §5).
+    fetcher_health_ttl_s: float = 10.0
+    #: ``FETCH_PATH_<KIND>``: kind -> path template with ``{season}``, ``{round}``, ``{session}``.
+    #: Excluded from ``hash()`` because mapping proxies are unhashable.
+    fetch_paths: Mapping[str, str] = field(
+        default_factory=lambda: DEFAULT_FETCH_PATHS, hash=False
+    )
+    #: ``CALENDAR_URL``: GET URL template with an optional ``{season}``.
+    calendar_url: str = DEFAULT_CALENDAR_URL
+    #: ``CALENDAR_FILE``: local calendar used instead of ``calendar_url`` when set.
+    calendar_file: str | None = None
+    #: ``CALENDAR_REFRESH_INTERVAL``, seconds.
+    calendar_refresh_interval_s: float = 3600.0
+    #: ``SEASONS_INTERVAL``, seconds, in every mode.
+    seasons_interval_s: float = 21600.0
+    #: ``ROUNDS_INTERVAL_RACE_WEEKEND``, seconds.
+    rounds_interval_race_weekend_s: float = 30.0
+    #: ``ROUNDS_INTERVAL_OFF_SEASON``, seconds.
+    rounds_interval_off_season_s: float = 1800.0
+    #: ``RESULTS_INTERVAL_LIVE``, seconds; results are paused outside live sessions.
+    results_interval_live_s: float = 30.0
+    #: ``STANDINGS_INTERVAL_RACE_WEEKEND``, seconds.
+    standings_interval_race_weekend_s: float = 300.0
+    #: ``STANDINGS_INTERVAL_OFF_SEASON``, seconds.
+    standings_interval_off_season_s: float = 3600.0
+    #: ``RACE_WEEKEND_LEAD``: race weekend starts this long before the first session, seconds.
+    race_weekend_lead_s: float = 43200.0
+    #: ``RACE_WEEKEND_TAIL``: race weekend ends this long after the race's expected end, seconds.
+    race_weekend_tail_s: float = 43200.0
+    #: ``LIVE_LEAD``: live window starts this long before a session, seconds.
+    live_lead_s: float = 300.0
+    #: ``LIVE_TAIL``: live window ends this long after a session's expected end, seconds.
+    live_tail_s: float = 1800.0
+    #: ``STATE_FILE``; defaults to ``$STATE_DIRECTORY/state.json`` under systemd.
+    state_file: str = "./scheduler_api_state.json"
+    #: ``LOG_LEVEL``, upper-case.
+    log_level: str = "INFO"
+    #: ``SCHEDULER_API_TOKEN``: bearer token for triggers, None when triggers are open.
+    token: str | None = field(default=None, repr=False)
+    #: ``SHUTDOWN_GRACE``: how long in-flight syncs may finish at shutdown, seconds.
+    shutdown_grace_s: float = 10.0
+    #: ``SCHEDULER_HTTP_TIMEOUT``: per-connection socket timeout of the HTTP API, seconds.
+    http_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        # Keep the instance immutable even when a caller passes a plain dict.
+        object.__setattr__(self, "fetch_paths", MappingProxyType(dict(self.fetch_paths)))
+
+    def interval_s(self, kind: str, race_weekend: bool, live: bool) -> float | None:
+        """The interval in force for ``kind`` in the given mode (SPEC.md §3 table).
+
+        ``seasons`` always uses ``seasons_interval_s``; ``rounds`` and
+        ``standings`` depend on ``race_weekend`` only; ``results`` runs only
+        while a session is live and is paused (``None``) otherwise, whatever
+        ``race_weekend`` says.
+
+        :param kind: one of :data:`KINDS`.
+        :param race_weekend: whether a race weekend is in progress (SPEC.md §4).
+        :param live: whether a session's live window is open (SPEC.md §4).
+        :returns: seconds between due times, float, or ``None`` when the kind is paused.
+        :raises ValueError: if ``kind`` is not one of :data:`KINDS`.
+        """
+        if kind == "seasons":
+            return self.seasons_interval_s
+        if kind == "rounds":
+            return (
+                self.rounds_interval_race_weekend_s
+                if race_weekend
+                else self.rounds_interval_off_season_s
+            )
+        if kind == "results":
+            return self.results_interval_live_s if live else None
+        if kind == "standings":
+            return (
+                self.standings_interval_race_weekend_s
+                if race_weekend
+                else self.standings_interval_off_season_s
+            )
+        raise ValueError(f"unknown sync kind {kind!r}; expected one of {', '.join(KINDS)}")
+
+
+# --------------------------------------------------------------------------
+# Value parsers: each takes (variable, stripped non-empty value) and returns
+# the field value or raises ConfigError.
+
+
+def _has_space_or_control(text: str) -> bool:
+    return any(ch.isspace() or not ch.isprintable() for ch in text)
+
+
+def _parse_duration_s(variable: str, value: str) -> float:
+    try:
+        seconds = parse_duration(value)
+    except DurationError:
+        raise ConfigError(variable, value, _EXPECT_DURATION) from None
+    if not _MIN_DURATION_S <= seconds <= _MAX_DURATION_S:
+        raise ConfigError(variable, value, _EXPECT_DURATION_RANGE)
+    return seconds
+
+
+def _parse_port(variable: str, value: str) -> int:
+    # int() would also take "+80", "8_0" and non-ASCII digits.
+    if not (value.isascii() and value.isdigit()) or int(value) > 65535:
+        raise ConfigError(variable, value, _EXPECT_PORT)
+    return int(value)
+
+
+def _parse_host(variable: str, value: str) -> str:
+    allowed = set(string.ascii_letters + string.digits + ".-_:%")
+    if not set(value) <= allowed:
+        raise ConfigError(variable, value, _EXPECT_HOST)
+    return value
+
+
+def _is_http_url(url: str) -> bool:
+    if _has_space_or_control(url):
+        return False
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError on a bad port
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
+def _parse_fetcher_url(variable: str, value: str) -> str:
+    parts = urllib.parse.urlsplit(value) if _is_http_url(value) else None
+    if parts is None or parts.query or parts.fragment or value.endswith(("?", "#")):
+        raise ConfigError(variable, value, _EXPECT_FETCHER_URL)
+    return value.rstrip("/")
+
+
+def _placeholders_ok(template: str, allowed: frozenset[str]) -> bool:
+    """Whether ``template`` uses only ``{name}`` placeholders from ``allowed``.
+
+    Positional ``{}``, attribute or index access, conversions (``!r``),
+    format specs (``:>4``) and unbalanced braces are refused; ``{{`` and
+    ``}}`` are literal braces.
+    """
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError:  # unbalanced braces
+        return False
+    for _literal, name, format_spec, conversion in parsed:
+        if name is None:
+            continue
+        if name not in allowed or format_spec or conversion is not None:
+            return False
+    return True
+
+
+def _parse_health_path(variable: str, value: str) -> str:
+    if not value.startswith("/") or _has_space_or_control(value):
+        raise ConfigError(variable, value, _EXPECT_HEALTH_PATH)
+    return value
+
+
+def _parse_fetch_path(variable: str, value: str) -> str:
+    if (
+        not value.startswith("/")
+        or _has_space_or_control(value)
+        or not _placeholders_ok(value, _FETCH_PATH_PLACEHOLDERS)
+    ):
+        raise ConfigError(variable, value, _EXPECT_FETCH_PATH)
+    return value
+
+
+def _parse_calendar_url(variable: str, value: str) -> str:
+    if not _placeholders_ok(value, _CALENDAR_URL_PLACEHOLDERS) or not _is_http_url(
+        value.format(season=2025)
+    ):
+        raise ConfigError(variable, value, _EXPECT_CALENDAR_URL)
+    return value
+
+
+def _parse_calendar_file(variable: str, value: str) -> str:
+    # isfile() first: opening a FIFO for reading would block start-up.
+    try:
+        if not os.path.isfile(value):
+            raise OSError
+        with open(value, "rb"):
+            pass
+    except (OSError, ValueError):  # ValueError: embedded NUL
+        raise ConfigError(variable, value, _EXPECT_CALENDAR_FILE) from None
+    return value
+
+
+def _parse_state_file(variable: str, value: str) -> str:
+    if "\0" in value or value.endswith("/") or os.path.isdir(value):
+        raise ConfigError(variable, value, _EXPECT_STATE_FILE)
+    return value
+
+
+def _parse_log_level(variable: str, value: str) -> str:
+    level = value.upper()
+    if level not in _LOG_LEVELS:
+        raise ConfigError(variable, value, _EXPECT_LOG_LEVEL)
+    return level
+
+
+def _parse_token(variable: str, value: str) -> str:
+    # The token must be sendable in an Authorization header and comparable
+    # with hmac.compare_digest, which refuses non-ASCII str.
+    if not all("!" <= ch <= "~" for ch in value):
+        raise ConfigError(variable, value, _EXPECT_TOKEN)
+    return value
+
+
+# Variable -> (Config field, parser). Order is the order errors are found in.
+_SCALAR_VARIABLES: tuple[tuple[str, str, Callable[[str, str], Any]], ...] = (
+    ("SCHEDULER_HOST", "host", _parse_host),
+    ("SCHEDULER_PORT", "port", _parse_port),
+    ("FETCHER_URL", "fetcher_url", _parse_fetcher_url),
+    ("FETCHER_TIMEOUT", "fetcher_timeout_s", _parse_duration_s),
+    ("FETCHER_HEALTH_PATH", "fetcher_health_path", _parse_health_path),
+    ("FETCHER_HEALTH_TTL", "fetcher_health_ttl_s", _parse_duration_s),
+    ("CALENDAR_URL", "calendar_url", _parse_calendar_url),
+    ("CALENDAR_FILE", "calendar_file", _parse_calendar_file),
+    ("CALENDAR_REFRESH_INTERVAL", "calendar_refresh_interval_s", _parse_duration_s),
+    ("SEASONS_INTERVAL", "seasons_interval_s", _parse_duration_s),
+    ("ROUNDS_INTERVAL_RACE_WEEKEND", "rounds_interval_race_weekend_s", _parse_duration_s),
+    ("ROUNDS_INTERVAL_OFF_SEASON", "rounds_interval_off_season_s", _parse_duration_s),
+    ("RESULTS_INTERVAL_LIVE", "results_interval_live_s", _parse_duration_s),
+    ("STANDINGS_INTERVAL_RACE_WEEKEND", "standings_interval_race_weekend_s", _parse_duration_s),
+    ("STANDINGS_INTERVAL_OFF_SEASON", "standings_interval_off_season_s", _parse_duration_s),
+    ("RACE_WEEKEND_LEAD", "race_weekend_lead_s", _parse_duration_s),
+    ("RACE_WEEKEND_TAIL", "race_weekend_tail_s", _parse_duration_s),
+    ("LIVE_LEAD", "live_lead_s", _parse_duration_s),
+    ("LIVE_TAIL", "live_tail_s", _parse_duration_s),
+    ("STATE_FILE", "state_file", _parse_state_file),
+    ("LOG_LEVEL", "log_level", _parse_log_level),
+    (_TOKEN_VARIABLE, "token", _parse_token),
+    ("SHUTDOWN_GRACE", "shutdown_grace_s", _parse_duration_s),
+    ("SCHEDULER_HTTP_TIMEOUT", "http_timeout_s", _parse_duration_s),
+)
+
+#: Every variable :func:`load` reads; everything else is ignored.
+_VARIABLES: frozenset[str] = frozenset(
+    [name for name, _field, _parser in _SCALAR_VARIABLES]
+    + [name for _kind, name in _FETCH_PATH_VARIABLES]
+    + ["STATE_DIRECTORY"]
+)
+
+
+def _read_env_file(path: str) -> dict[str, str | None]:
+    """Read a .env file literally: BOM dropped, no ``${VAR}`` expansion (SPEC.md §6)."""
+    try:
+        with open(path, encoding="utf-8-sig") as stream:
+            text = stream.read()
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise ConfigError("--env-file", path, _EXPECT_ENV_FILE) from None
+    return dotenv_values(stream=io.StringIO(text), interpolate=False)
+
+
+def _default_state_file(state_directory: str) -> str:
+    """``$STATE_DIRECTORY/state.json``; systemd may list several ':'-separated directories."""
+    first = state_directory.split(":", 1)[0].strip()
+    if not first:
+        return Config.state_file
+    return os.path.join(first, "state.json")
+
+
+def load(environ: Mapping[str, str], env_file: str | None = None) -> Config:
+    """Build a :class:`Config` from environment variables (SPEC.md §6).
+
+    Values come from ``environ`` and, when ``env_file`` is given, from that
+    .env file, read as UTF-8 with an optional byte-order mark and taken
+    literally (``export`` prefixes and quotes are understood, ``$`` is never
+    expanded). A variable present in ``environ`` wins over the file even when
+    its value is empty, as with python-dotenv's ``load_dotenv``. An empty or
+    whitespace-only value means the default; other values have surrounding
+    whitespace stripped. Only the variables documented on :class:`Config`
+    (plus ``STATE_DIRECTORY``) are read. Durations go through
+    :func:`~scheduler_api.durations.parse_duration` and must lie between 1ms
+    and 365d. ``CALENDAR_FILE`` is checked to be a readable file now; when set
+    it replaces ``CALENDAR_URL`` (SPEC.md §4). Neither ``environ`` nor
+    ``os.environ`` is modified.
+
+    :param environ: the process environment, e.g. ``os.environ``.
+    :param env_file: path of a .env file (``--env-file``), or None.
+    :returns: the validated configuration.
+    :raises ConfigError: for the first invalid value, naming the variable,
+        the value (never the token's) and what is expected; for an
+        ``env_file`` that is missing, unreadable or not UTF-8, with variable
+        ``"--env-file"``.
+    """
+    file_values = _read_env_file(env_file) if env_file is not None else {}
+    values: dict[str, str] = {}
+    for name in _VARIABLES:
+        raw = environ[name] if name in environ else file_values.get(name)
+        if raw is not None and raw.strip():
+            values[name] = raw.strip()
+
+    fields: dict[str, Any] = {}
+    for name, field_name, parser in _SCALAR_VARIABLES:
+        if name in values:
+            fields[field_name] = parser(name, values[name])
+    if "state_file" not in fields and "STATE_DIRECTORY" in values:
+        fields["state_file"] = _default_state_file(values["STATE_DIRECTORY"])
+
+    fetch_paths = dict(DEFAULT_FETCH_PATHS)
+    for kind, name in _FETCH_PATH_VARIABLES:
+        if name in values:
+            fetch_paths[kind] = _parse_fetch_path(name, values[name])
+    fields["fetch_paths"] = MappingProxyType(fetch_paths)
+    return Config(**fields)

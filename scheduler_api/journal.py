@@ -1,0 +1,117 @@
+"""Log formatting for journald or a terminal, and the sd_notify datagram protocol."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+from typing import Mapping, TextIO
+
+# syslog priorities (RFC 5424), as journald reads them from a "<N>" prefix
+_PRIORITY = {
+    logging.CRITICAL: 2,
+    logging.ERROR: 3,
+    logging.WARNING: 4,
+    logging.INFO: 6,
+    logging.DEBUG: 7,
+}
+
+
+class JournalFormatter(logging.Formatter):
+    """``<priority>message`` with no timestamp: journald adds its own (SPEC.md §7).
+
+    ``journalctl -p warning`` then filters failures. A traceback stays in the
+    same record, each line carrying the prefix.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        """:returns: the record, each line prefixed with its syslog priority."""
+        priority = _PRIORITY.get(record.levelno, 3 if record.levelno > logging.WARNING else 6)
+        text = super().format(record)
+        return "\n".join(f"<{priority}>{line}" for line in text.splitlines() or [""])
+
+
+def setup_logging(level: str, environ: Mapping[str, str], stream: TextIO | None = None) -> None:
+    """Send all logging to ``stream`` (default stderr), one line per event.
+
+    Under systemd (``JOURNAL_STREAM`` set) lines carry a syslog priority
+    prefix and no timestamp; otherwise an ISO-like UTC timestamp and the level.
+
+    :param level: ``LOG_LEVEL``, e.g. ``INFO``.
+    :param environ: the process environment.
+    :param stream: where to write; stderr by default.
+    """
+    handler = logging.StreamHandler(stream or sys.stderr)
+    if environ.get("JOURNAL_STREAM"):
+        handler.setFormatter(JournalFormatter("%(message)s"))
+    else:
+        formatter = logging.Formatter("%(asctime)s.%(msecs)03dZ %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
+        formatter.converter = _gmtime
+        handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.getLogger("urllib3").setLevel(max(logging.WARNING, root.level))
+
+
+def _gmtime(secs: float | None):
+    import time
+
+    return time.gmtime(secs)
+
+
+class Notifier:
+    """Speaks the ``NOTIFY_SOCKET`` datagram protocol of sd_notify(3), stdlib only (SPEC.md §8).
+
+    Path sockets and abstract sockets (``@name``) both work. With no
+    ``NOTIFY_SOCKET`` every call does nothing. Failures to send are logged
+    at debug and never raised. Thread-safe (one datagram per call).
+
+    :param environ: the process environment (reads ``NOTIFY_SOCKET``).
+    """
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        address = environ.get("NOTIFY_SOCKET") or ""
+        if address.startswith("@"):
+            address = "\0" + address[1:]
+        self.address = address or None
+
+    @property
+    def enabled(self) -> bool:
+        """:returns: True when systemd asked for notifications."""
+        return self.address is not None
+
+    def notify(self, message: str) -> bool:
+        """Send one datagram such as ``READY=1`` or ``STATUS=...``.
+
+        :returns: True when it was sent.
+        """
+        if self.address is None:
+            return False
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                sock.connect(self.address)
+                sock.sendall(message.encode("utf-8"))
+        except OSError as exc:
+            logging.getLogger(__name__).debug("notify failed error=%s", exc)
+            return False
+        return True
+
+
+def watchdog_interval_s(environ: Mapping[str, str]) -> float | None:
+    """Half of ``WATCHDOG_USEC``, the interval to send ``WATCHDOG=1`` at (sd_watchdog_enabled(3)).
+
+    ``WATCHDOG_PID``, when set, must be this process.
+
+    :returns: seconds, or None when the watchdog is off.
+    """
+    usec = environ.get("WATCHDOG_USEC", "")
+    pid = environ.get("WATCHDOG_PID", "")
+    if not usec.isdigit() or int(usec) == 0:
+        return None
+    if pid and (not pid.isdigit() or int(pid) != os.getpid()):
+        return None
+    return int(usec) / 2_000_000
