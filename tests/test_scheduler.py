@@ -1,0 +1,420 @@
+"""The scheduler's rules (SPEC.md §3, §4), driven by tick() on a fake clock; nothing sleeps."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import re
+import threading
+
+import pytest
+import responses
+
+from scheduler_api.calendar_source import CalendarSource
+from scheduler_api.fetcher import SyncKey
+from scheduler_api.scheduler import Scheduler, next_slot, retry_delay_s
+from scheduler_api.state import State
+
+from conftest import FETCHER, FakeClock, load_calendar, make_client, ts
+
+FETCH_RE = re.compile(re.escape(FETCHER) + r"/fetch/.*")
+
+
+class Recorder:
+    """Answers fetcher calls and records (kind, query, wall time); optionally fails or takes time."""
+
+    def __init__(self, clock: FakeClock, status: int = 200, takes_s: float = 0.0) -> None:
+        self.clock = clock
+        self.status = status
+        self.takes_s = takes_s
+        self.calls: list[tuple[str, str, float]] = []
+
+    def __call__(self, request):
+        path, _, query = request.url[len(FETCHER):].partition("?")
+        self.calls.append((path.rsplit("/", 1)[-1], query, self.clock.now_ts()))
+        self.clock.advance(self.takes_s)
+        if self.status >= 400:
+            return self.status, {}, json.dumps({"detail": "upstream down"})
+        return 200, {}, json.dumps({"success": True, "source": "jolpica", "count": 1, "timestamp": 0})
+
+    def times(self, kind: str) -> list[float]:
+        return [at for k, _, at in self.calls if k == kind]
+
+
+@pytest.fixture
+def recorder(mocked, clock) -> Recorder:
+    rec = Recorder(clock)
+    mocked.assert_all_requests_are_fired = False
+    mocked.add_callback(responses.POST, FETCH_RE, callback=rec)
+    return rec
+
+
+# -- pure arithmetic ---------------------------------------------------------
+
+def test_fixed_rate_next_due_is_previous_due_plus_interval():
+    assert next_slot(100.0, 30.0, 101.5) == (130.0, 0)
+
+
+def test_misfire_next_due_is_next_slot_of_original_grid():
+    assert next_slot(100.0, 30.0, 195.0) == (220.0, 3)
+
+
+def test_backoff_doubles_with_full_jitter_from_injected_random():
+    rng, replay = random.Random(7), random.Random(7)
+    delays = [retry_delay_s(attempt, 3600.0, rng) for attempt in (1, 2, 3, 4)]
+    assert delays == [replay.uniform(0, 1), replay.uniform(0, 2), replay.uniform(0, 4), replay.uniform(0, 8)]
+
+
+def test_backoff_chain_stops_when_backoff_reaches_interval():
+    rng = random.Random(1)
+    assert retry_delay_s(3, 5.0, rng) is not None  # backoff 4 s < 5 s
+    assert retry_delay_s(4, 5.0, rng) is None  # backoff 8 s >= 5 s: the next slot comes first
+
+
+def test_retry_after_is_a_floor_on_the_delay():
+    assert retry_delay_s(1, 3600.0, random.Random(1), retry_after_s=120.0) == 120.0
+
+
+# -- start-up ------------------------------------------------------------------
+
+def test_catch_up_at_start_runs_never_synced_kinds_once(harness, recorder, clock):
+    h = harness().start()
+    h.tick()
+    assert sorted(k for k, _, _ in recorder.calls) == ["rounds", "seasons", "standings"]
+    h.tick()
+    assert len(recorder.calls) == 3
+
+
+def test_catch_up_at_start_waits_for_kinds_synced_within_their_interval(tmp_path, harness, recorder, clock):
+    now = clock.now_ts()
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps({"version": 1, "last_syncs": {
+        "seasons": int(now) - 3600, "rounds": int(now) - 7200, "results": None, "standings": int(now) - 600}}))
+    h = harness(state_path=str(path)).start()
+    h.tick()
+    assert [k for k, _, _ in recorder.calls] == ["rounds"]
+    nxt = h.state.snapshot().schedule.next_syncs
+    assert nxt["seasons"] == int(now) - 3600 + 21600
+    assert nxt["standings"] == int(now) - 600 + 3600
+
+
+def test_persisted_last_sync_in_the_future_is_ignored(tmp_path, harness, recorder, clock):
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps({"version": 1, "last_syncs": {"seasons": int(clock.now_ts()) + 86400}}))
+    h = harness(state_path=str(path)).start()
+    h.tick()
+    assert "seasons" in [k for k, _, _ in recorder.calls]
+
+
+def test_no_calendar_runs_off_season_with_current_utc_year(harness, recorder):
+    h = harness().start()
+    h.tick()
+    view = h.state.snapshot().schedule
+    assert view.mode == "off_season" and view.season == 2026
+    assert view.intervals_s == {"seasons": 21600.0, "rounds": 1800.0, "results": None, "standings": 3600.0}
+    assert ("rounds", "season=2026", clock_now(h)) in recorder.calls
+
+
+def clock_now(h) -> float:
+    return h.clock.now_ts()
+
+
+# -- fixed rate and misfires ---------------------------------------------------
+
+def test_fixed_rate_has_no_drift_when_syncs_take_time(harness, recorder, clock, config):
+    recorder.takes_s = 7.0  # each sync takes 7 s of the 30 min interval
+    start = clock.now_ts()
+    daily = dataclasses.replace(config, seasons_interval_s=86400.0, standings_interval_off_season_s=86400.0)
+    h = harness(config_=daily).start()
+    h.run_until(clock.mono + 4 * 1800 + 1)
+    rounds = recorder.times("rounds")
+    # next due = previous due + interval, not finish + interval: no 7 s creep per run
+    assert rounds[1:] == [start + 1800, start + 3600, start + 5400, start + 7200]
+
+
+def test_misfire_coalesces_once(harness, recorder, clock):
+    h = harness().start()
+    h.tick()
+    first = recorder.times("rounds")[0]
+    clock.advance(3.5 * 1800)  # machine busy: three and a half slots pass without a tick
+    h.tick()
+    rounds = recorder.times("rounds")
+    assert len(rounds) == 2  # one run for the three missed slots
+    assert h.state.snapshot().counters["coalesced"] >= 2
+    assert h.state.snapshot().schedule.next_syncs["rounds"] == int(first + 4 * 1800)
+
+
+# -- calendar-driven modes -----------------------------------------------------
+
+def test_mode_change_tightens_intervals_at_once(harness, recorder, clock):
+    # Abu Dhabi 2026: FP1 2026-12-04T09:30Z, so the race weekend starts at 2026-12-03T21:30Z
+    clock.wall = ts("2026-12-03T21:00:00Z")
+    h = harness(calendar=load_calendar("ergast-2026.json")).start()
+    h.tick()  # start-up syncs at 21:00; next rounds 21:30, standings 22:00 (off-season)
+    assert h.state.snapshot().schedule.next_syncs["standings"] == ts("2026-12-03T22:00:00Z")
+    h.run_until(clock.mono + 29 * 60 + 59)
+    assert len(recorder.times("standings")) == 1
+    h.run_until(clock.mono + 1)  # 21:30:00: race weekend
+    view = h.state.snapshot().schedule
+    assert view.mode == "race_weekend" and view.mode_round == 23
+    assert recorder.times("standings")[-1] == ts("2026-12-03T21:30:00Z")  # min(22:00, 21:00 + 5m) -> now
+    assert view.intervals_s["rounds"] == 30.0 and view.intervals_s["standings"] == 300.0
+    assert view.next_syncs["rounds"] == ts("2026-12-03T21:30:30Z")
+
+
+def test_results_paused_until_live_window_then_sync_live_round(harness, recorder, clock):
+    clock.wall = ts("2026-12-06T12:50:00Z")
+    h = harness(calendar=load_calendar("ergast-2026.json")).start()
+    h.tick()
+    view = h.state.snapshot().schedule
+    assert view.intervals_s["results"] is None
+    assert view.next_syncs["results"] == ts("2026-12-06T12:55:00Z")  # race 13:00 minus LIVE_LEAD 5m
+    h.run_until(clock.mono + 5 * 60 + 61)
+    results = [(q, at) for k, q, at in recorder.calls if k == "results"]
+    assert results[0] == ("season=2026&round=23", ts("2026-12-06T12:55:00Z"))
+    assert [at for _, at in results][:3] == [ts("2026-12-06T12:55:00Z") + 30 * i for i in range(3)]
+    assert h.state.snapshot().schedule.live_session == "race"
+
+
+def test_results_pause_again_after_live_tail(harness, recorder, clock):
+    clock.wall = ts("2026-12-06T16:29:00Z")  # race 13:00 + 3h expected + 30m LIVE_TAIL = 16:30
+    h = harness(calendar=load_calendar("ergast-2026.json")).start()
+    h.run_until(clock.mono + 120)
+    results = recorder.times("results")
+    assert results and max(results) < ts("2026-12-06T16:30:00Z")
+    view = h.state.snapshot().schedule
+    assert view.mode == "race_weekend" and view.intervals_s["results"] is None
+
+
+def test_qatar_to_abu_dhabi_transition_on_real_2026_calendar(harness, recorder, clock):
+    clock.wall = ts("2026-11-29T18:58:00Z")  # Qatar race live (16:00 + 3h + 30m tail)
+    h = harness(calendar=load_calendar("ergast-2026.json")).start()
+    modes = []
+    original = h.state.publish_schedule
+
+    def spy(view):
+        if not modes or modes[-1][0] != view.mode:
+            modes.append((view.mode, view.mode_round, int(clock.now_ts())))
+        original(view)
+
+    h.state.publish_schedule = spy
+    h.run_until(clock.mono + (ts("2026-12-03T21:31:00Z") - ts("2026-11-29T18:58:00Z")))
+    assert modes == [
+        ("live_session", 22, ts("2026-11-29T18:58:00Z")),
+        ("race_weekend", 22, ts("2026-11-29T19:30:00Z")),
+        ("off_season", None, ts("2026-11-30T07:00:00Z")),  # race end 19:00 + 12h tail
+        ("race_weekend", 23, ts("2026-12-03T21:30:00Z")),  # Abu Dhabi FP1 09:30 - 12h lead
+    ]
+    off_season_rounds = [t for t in recorder.times("rounds")
+                         if ts("2026-11-30T07:00:00Z") < t < ts("2026-12-03T21:30:00Z")]
+    gaps = {b - a for a, b in zip(off_season_rounds, off_season_rounds[1:])}
+    assert gaps == {1800}
+    assert all(q == "season=2026&round=22" for k, q, _ in recorder.calls if k == "results")
+
+
+def test_las_vegas_saturday_night_race_is_live_across_utc_midnight(harness, recorder, clock):
+    # Las Vegas 2026 round 21: race Saturday 20:00 PST = 2026-11-22T04:00Z (Sunday in UTC)
+    clock.wall = ts("2026-11-22T03:54:00Z")
+    h = harness(calendar=load_calendar("ergast-2026.json")).start()
+    h.run_until(clock.mono + 120)
+    results = [(q, at) for k, q, at in recorder.calls if k == "results"]
+    assert results[0] == ("season=2026&round=21", ts("2026-11-22T03:55:00Z"))
+    assert h.state.snapshot().schedule.mode_round == 21
+
+
+def test_sprint_weekend_syncs_results_during_sprint_qualifying(harness, recorder, clock):
+    body = load_calendar("ergast-2026.json")
+    china = next(r for r in body["MRData"]["RaceTable"]["Races"] if r["round"] == "2")
+    sq = china["SprintQualifying"]
+    start = ts(f"{sq['date']}T{sq['time']}")
+    clock.wall = start + 600
+    h = harness(calendar=body).start()
+    h.tick()
+    assert h.state.snapshot().schedule.live_session == "sprint_qualifying"
+    assert [q for k, q, _ in recorder.calls if k == "results"] == ["season=2026&round=2"]
+
+
+def test_session_without_time_is_live_all_utc_day_in_2021(harness, recorder, clock):
+    # 2021 Bahrain: practice on 2021-03-26 has a date but no time
+    clock.wall = ts("2021-03-26T15:00:00Z")
+    h = harness(calendar=load_calendar("ergast-2021.json")).start()
+    h.tick()
+    view = h.state.snapshot().schedule
+    assert view.mode == "live_session" and view.mode_round == 1 and view.season == 2021
+    assert [q for k, q, _ in recorder.calls if k == "results"] == ["season=2021&round=1"]
+    assert [q for k, q, _ in recorder.calls if k == "rounds"] == ["season=2021"]
+
+
+# -- retries -------------------------------------------------------------------
+
+def test_failed_sync_retries_with_backoff_never_past_next_slot(harness, recorder, clock, config):
+    recorder.status = 500
+    fast = dataclasses.replace(config, rounds_interval_off_season_s=5.0, standings_interval_off_season_s=3600.0,
+                               seasons_interval_s=3600.0)
+    h = harness(config_=fast).start()
+    h.run_until(clock.mono + 4.999)
+    rounds = recorder.times("rounds")
+    start = rounds[0]
+    assert 2 <= len(rounds) <= 4  # attempts 1..4 at most inside one 5 s slot
+    assert all(t < start + 5 for t in rounds)
+    attempts = [r.attempt for r in h.state.snapshot().history if r.kind == "rounds"]
+    assert attempts == list(range(1, len(rounds) + 1))
+
+
+def test_ten_second_outage_at_five_second_intervals_is_bounded(harness, recorder, clock, config):
+    recorder.status = 500
+    fast = dataclasses.replace(config, rounds_interval_off_season_s=5.0, standings_interval_off_season_s=5.0,
+                               seasons_interval_s=5.0)
+    h = harness(config_=fast).start()
+    h.run_until(clock.mono + 9.999)
+    per_kind = {kind: len(recorder.times(kind)) for kind in ("seasons", "rounds", "standings")}
+    assert all(count <= 8 for count in per_kind.values()), per_kind
+    recorder.status = 200
+    back = clock.now_ts()
+    h.run_until(clock.mono + 5.0)
+    assert all(any(back <= t <= back + 5.0 for t in recorder.times(kind)) for kind in per_kind)
+
+
+def test_retry_after_from_503_is_honoured(mocked, harness, clock, config):
+    calls = []
+
+    def answer(request):
+        calls.append(clock.now_ts())
+        if len(calls) == 1:
+            return 503, {"Retry-After": "40"}, json.dumps({"detail": "busy"})
+        return 200, {}, json.dumps({"success": True})
+
+    mocked.add_callback(responses.POST, FETCHER + "/fetch/seasons", callback=answer)
+    only_seasons = dataclasses.replace(config, seasons_interval_s=3600.0)
+    h = harness(config_=only_seasons)
+    h.scheduler._kinds["rounds"].interval_s = None  # noqa: SLF001 - isolate one kind for the test
+    h.start()
+    h.scheduler._kinds["rounds"].due_mono = None
+    h.scheduler._kinds["standings"].due_mono = None
+    h.scheduler._push_slot("rounds")
+    h.scheduler._push_slot("standings")
+    h.run_until(clock.mono + 60)
+    assert len(calls) == 2 and calls[1] - calls[0] == pytest.approx(40.0)
+
+
+# -- overlap: skip and join ----------------------------------------------------
+
+class DeferredExecutor:
+    """Holds work until the test runs it, so a sync stays in flight."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+        self.queue = []
+
+    def submit(self, work) -> None:
+        self.queue.append(work)
+
+    def run_all(self) -> None:
+        while self.queue:
+            self.queue.pop(0)(self.client)
+
+
+def deferred_scheduler(config, clock, rng, calendar=None):
+    state = State(None, clock)
+    executor = DeferredExecutor(make_client(config, clock))
+    scheduler = Scheduler(config, state, clock, executor, lambda: make_client(config, clock), rng)
+    return scheduler, state, executor
+
+
+def test_scheduled_slot_is_skipped_while_same_sync_runs(recorder, clock, rng, config):
+    scheduler, state, executor = deferred_scheduler(config, clock, rng)
+    scheduler.start()
+    scheduler.tick(clock.mono)
+    assert "rounds:2026" in state.snapshot().schedule.in_flight
+    clock.advance(1800)  # the next rounds slot comes while the first rounds sync still runs
+    scheduler.tick(clock.mono)
+    assert state.snapshot().counters["skipped"] == 1
+    executor.run_all()
+    assert len(recorder.times("rounds")) == 1  # the slot was skipped, not queued behind the running sync
+    assert state.snapshot().schedule.next_syncs["rounds"] == int(clock.now_ts()) + 1800
+
+
+def test_manual_trigger_joins_running_sync_without_second_call(recorder, clock, rng, config):
+    scheduler, state, executor = deferred_scheduler(config, clock, rng)
+    scheduler.start()
+    scheduler.tick(clock.mono)  # scheduled rounds sync for 2026 now in flight
+    results = []
+    joiner = threading.Thread(target=lambda: results.append(scheduler.trigger(SyncKey("rounds", 2026))))
+    joiner.start()
+    while not joiner.is_alive():  # pragma: no cover - start() returns once running
+        pass
+    executor.run_all()
+    joiner.join(5)
+    (outcome, joined), = results
+    assert joined is True and outcome.ok
+    assert len(recorder.times("rounds")) == 1
+
+
+def test_manual_trigger_with_scheduled_parameters_counts_as_sync(harness, recorder, clock):
+    h = harness().start()
+    h.tick()
+    clock.advance(600)
+    outcome, joined = h.scheduler.trigger(SyncKey("rounds", 2026))
+    assert outcome.ok and not joined
+    snap = h.state.snapshot()
+    assert snap.last_syncs["rounds"] == int(clock.now_ts())
+    assert snap.schedule.next_syncs["rounds"] == int(clock.now_ts()) + 1800
+
+
+def test_manual_trigger_for_another_season_does_not_move_schedule(harness, recorder, clock):
+    h = harness().start()
+    h.tick()
+    before = h.state.snapshot()
+    clock.advance(600)
+    outcome, _ = h.scheduler.trigger(SyncKey("rounds", 2025))
+    assert outcome.ok
+    after = h.state.snapshot()
+    assert after.last_syncs["rounds"] == before.last_syncs["rounds"]
+    assert after.schedule.next_syncs["rounds"] == before.schedule.next_syncs["rounds"]
+
+
+# -- calendar refresh ------------------------------------------------------------
+
+CALENDAR_URL = "http://calendar.test/{season}.json"
+
+
+def refreshing_harness(harness, config, rng, clock):
+    cfg = dataclasses.replace(config, calendar_url=CALENDAR_URL)
+    h = harness(config_=cfg)
+    h.scheduler.calendar_source = CalendarSource(CALENDAR_URL, None)
+    return h
+
+
+def test_calendar_loaded_at_start_and_refreshed_after_rounds_sync(mocked, recorder, harness, config, rng, clock):
+    mocked.add(responses.GET, "http://calendar.test/2026.json", json=load_calendar("ergast-2026.json"))
+    h = refreshing_harness(harness, config, rng, clock).start()
+    h.tick()
+    h.tick()
+    gets = [c for c in mocked.calls if c.request.method == "GET"]
+    assert len(gets) == 2  # the start-up refresh and the one after the rounds sync
+    view = h.state.snapshot().schedule
+    assert view.calendar_loaded and view.calendar_rounds == 23
+    assert h.state.snapshot().calendar.source == "http://calendar.test/2026.json"
+
+
+def test_last_good_calendar_kept_when_refresh_fails(mocked, recorder, harness, config, rng, clock, caplog):
+    mocked.add(responses.GET, "http://calendar.test/2026.json", json=load_calendar("ergast-2026.json"))
+    h = refreshing_harness(harness, config, rng, clock).start()
+    h.tick()
+    h.tick()
+    mocked.replace(responses.GET, "http://calendar.test/2026.json", status=503)
+    h.run_until(clock.mono + 3601)
+    assert "calendar refresh failed" in caplog.text
+    assert h.state.snapshot().schedule.calendar_rounds == 23
+    assert h.state.snapshot().calendar.body["MRData"]["RaceTable"]["season"] == "2026"
+
+
+def test_calendar_refresh_interval_is_one_hour(mocked, recorder, harness, config, rng, clock):
+    mocked.add(responses.GET, "http://calendar.test/2026.json", json=load_calendar("ergast-2026.json"))
+    h = refreshing_harness(harness, config, rng, clock)
+    h.scheduler.config = dataclasses.replace(h.scheduler.config, rounds_interval_off_season_s=86400.0)
+    h.start()
+    h.run_until(clock.mono + 2 * 3600 + 1)
+    gets = [c for c in mocked.calls if c.request.method == "GET"]
+    assert len(gets) == 4  # start, after the start-up rounds sync, +1h, +2h
