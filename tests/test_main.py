@@ -1,0 +1,82 @@
+"""The command line (SPEC.md §9): plan, exit codes, and the demo as a new user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+from scheduler_api.__main__ import main
+
+from conftest import ts
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def test_plan_command_prints_json_from_bundled_calendar(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # ergast-2026.json is not here: the bundled copy is used
+    for name in list(os.environ):
+        if name.startswith(("SCHEDULER_", "FETCH", "CALENDAR_", "STATE_", "ROUNDS_", "RESULTS_", "STANDINGS_")):
+            monkeypatch.delenv(name)
+    assert main(["plan", "--at", "2026-12-06T13:30:00Z", "--calendar", "ergast-2026.json", "--json",
+                 "--hours", "1"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert {"at", "is_race_weekend", "live_session", "current_intervals", "next_syncs"} <= set(plan)
+    assert plan["at"] == ts("2026-12-06T13:30:00Z") and plan["live_session"]["round"] == 23
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    full_env = {"PATH": os.environ.get("PATH", ""), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "scheduler_api", *args], cwd=ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_bad_configuration_exits_2_with_one_line_naming_the_variable():
+    done = run_cli(env={"ROUNDS_INTERVAL_OFF_SEASON": "5x"})
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "ROUNDS_INTERVAL_OFF_SEASON" in lines[0] and "5x" in lines[0]
+
+
+def test_plan_with_bad_instant_exits_2():
+    done = run_cli("plan", "--at", "next tuesday")
+    assert done.returncode == 2 and "--at" in done.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_demo_comes_up_healthy_and_logs_start_up_syncs(tmp_path):
+    port = free_port()
+    log_path = tmp_path / "demo.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "scheduler_api", "--demo", "--port", str(port)], cwd=ROOT,
+                                env={"PATH": os.environ.get("PATH", "")}, stderr=log, stdout=log)
+    try:
+        deadline = time.monotonic() + 15
+        health = None
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as answer:
+                    health = json.loads(answer.read())
+                if health["fetcher_service_connected"] and "kind=standings" in log_path.read_text():
+                    break
+            except OSError:
+                pass
+            time.sleep(0.05)
+        assert health is not None and health["status"] == "healthy" and health["fetcher_service_connected"] is True
+        text = log_path.read_text()
+        for kind in ("seasons", "rounds", "standings"):
+            assert f"sync kind={kind}" in text and "trigger=schedule outcome=ok attempt=1" in text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
