@@ -13,7 +13,7 @@ import sys
 import tempfile
 import threading
 from importlib import resources
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from . import config as config_mod
 from .api import ApiServer, App
@@ -22,7 +22,7 @@ from .clock import SystemClock
 from .config import Config, ConfigError
 from .fetcher import FetcherClient, make_session
 from .health import FetcherHealth
-from .journal import Notifier, setup_logging, watchdog_interval_s
+from .journal import Notifier, setup_logging, under_journal, watchdog_interval_s
 from .plan import DEFAULT_HOURS, build_plan, parse_instant, render_json, render_text
 from .scheduler import Scheduler
 from .standin import FetcherStandIn
@@ -82,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args, getattr(args, "plan_env_file", None) or args.env_file)
     except ConfigError as exc:
-        print(f"scheduler-api: configuration error: {exc}", file=sys.stderr)
+        priority = "<3>" if under_journal(os.environ) else ""  # logging is not set up yet
+        print(f"{priority}scheduler-api: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "plan":
         return run_plan(args, config)
@@ -151,7 +152,7 @@ def run_daemon(config: Config, demo: bool = False) -> int:
     try:
         state.acquire_lock()
     except (StateLockedError, OSError) as exc:
-        print(f"scheduler-api: {exc}", file=sys.stderr)
+        logger.error("scheduler-api: %s", exc)  # an error, so journalctl -p warning shows it
         return EXIT_FAILURE
     state.load()
 
@@ -170,7 +171,7 @@ def run_daemon(config: Config, demo: bool = False) -> int:
     try:
         server = ApiServer((config.host, config.port), app, config.http_timeout_s)
     except OSError as exc:
-        print(f"scheduler-api: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}", file=sys.stderr)
+        logger.error("scheduler-api: cannot listen on %s:%s: %s", config.host, config.port, exc.strerror or exc)
         state.release_lock()
         return EXIT_FAILURE
     if config.host not in LOOPBACK_HOSTS and not config.token:
@@ -178,8 +179,14 @@ def run_daemon(config: Config, demo: bool = False) -> int:
                        config.host)
 
     notifier = Notifier(environ)
-    _install_watchdog(scheduler, state, notifier, environ, clock)
     wake = threading.Event()
+    ticker_running = threading.Event()
+
+    def on_first_loop() -> None:
+        ticker_running.set()
+        wake.set()
+
+    _install_watchdog(scheduler, state, notifier, environ, clock, on_first_loop)
     requests_ = {"stop": False, "reload": False}
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -196,9 +203,12 @@ def run_daemon(config: Config, demo: bool = False) -> int:
     http.start()
     host, port = server.server_address[:2]
     logger.info("listening url=http://%s:%s", host if ":" not in host else f"[{host}]", port)
-    notifier.notify("READY=1")
 
+    ready = False
     while True:
+        if not ready and ticker_running.is_set():
+            ready = True  # the port is bound and served, and the ticker has run a first loop
+            notifier.notify("READY=1")
         wake.wait()
         wake.clear()
         if requests_["reload"]:
@@ -209,7 +219,7 @@ def run_daemon(config: Config, demo: bool = False) -> int:
             break
 
     logger.info("shutdown requested; letting in-flight syncs finish (up to %gs)", config.shutdown_grace_s)
-    notifier.notify("STOPPING=1")
+    notifier.notify("STOPPING=1\nSTATUS=stopping: letting in-flight syncs finish")
     server.stop_serving()
     http.join(5)
     scheduler.stop()
@@ -232,15 +242,28 @@ def run_daemon(config: Config, demo: bool = False) -> int:
 
 
 def _install_watchdog(
-    scheduler: Scheduler, state: State, notifier: Notifier, environ: Any, clock: SystemClock
+    scheduler: Scheduler, state: State, notifier: Notifier, environ: Any, clock: SystemClock,
+    on_first_loop: Callable[[], None] | None = None,
 ) -> None:
-    """Send ``WATCHDOG=1`` and a ``STATUS=`` line from the ticker's own loop (SPEC.md §8)."""
+    """Send ``WATCHDOG=1`` and a ``STATUS=`` line from the ticker's own loop (SPEC.md §8).
+
+    ``WATCHDOG=1`` goes out only from there, at about half of
+    ``WATCHDOG_USEC`` (the loop's wait is capped to that), so a ticker that
+    is wedged or dead stops it and systemd restarts the service; a busy HTTP
+    server or worker pool cannot keep a dead ticker looking alive.
+    ``STATUS=`` is sent whenever the one-line summary changes.
+
+    :param on_first_loop: called once, from the ticker thread, after its first loop (readiness).
+    """
     interval_s = watchdog_interval_s(environ)
     if interval_s is not None:
         scheduler.loop_timeout_cap_s = min(scheduler.loop_timeout_cap_s, interval_s)
-    last = {"watchdog_mono": None, "status": None}
+    last = {"watchdog_mono": None, "status": None, "first": on_first_loop}
 
     def on_loop() -> None:
+        first, last["first"] = last["first"], None
+        if first is not None:
+            first()
         if not notifier.enabled:
             return
         now_mono = clock.monotonic()

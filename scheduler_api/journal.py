@@ -18,6 +18,39 @@ _PRIORITY = {
 }
 
 
+def syslog_priority(levelno: int) -> int:
+    """:returns: the syslog priority of a logging level; levels in between round down in severity (25 -> 6)."""
+    for threshold in (logging.CRITICAL, logging.ERROR, logging.WARNING, logging.INFO):
+        if levelno >= threshold:
+            return _PRIORITY[threshold]
+    return _PRIORITY[logging.DEBUG]
+
+
+def under_journal(environ: Mapping[str, str], stream: TextIO | None = None) -> bool:
+    """Whether ``stream`` (default stderr) is systemd's journal stream (systemd.exec(5), ``$JOURNAL_STREAM``).
+
+    systemd sets ``JOURNAL_STREAM=<device>:<inode>`` of the stream it connects
+    to the journal; children inherit the variable even when their stderr goes
+    elsewhere (a pipe, a file, a terminal), so the variable alone is not
+    enough: the stream's own device and inode must match. A stream without a
+    file descriptor (tests pass a ``StringIO``) trusts the variable.
+
+    :returns: True when lines on ``stream`` should carry a ``<priority>`` prefix.
+    """
+    value = environ.get("JOURNAL_STREAM", "")
+    if not value:
+        return False
+    device, _, inode = value.partition(":")
+    if not (device.isdigit() and inode.isdigit()):
+        return False
+    stream = sys.stderr if stream is None else stream
+    try:
+        info = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError and a ValueError
+        return True
+    return (info.st_dev, info.st_ino) == (int(device), int(inode))
+
+
 class JournalFormatter(logging.Formatter):
     """``<priority>message`` with no timestamp: journald adds its own (SPEC.md §7).
 
@@ -27,7 +60,7 @@ class JournalFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         """:returns: the record, each line prefixed with its syslog priority."""
-        priority = _PRIORITY.get(record.levelno, 3 if record.levelno > logging.WARNING else 6)
+        priority = syslog_priority(record.levelno)
         text = super().format(record)
         return "\n".join(f"<{priority}>{line}" for line in text.splitlines() or [""])
 
@@ -35,15 +68,19 @@ class JournalFormatter(logging.Formatter):
 def setup_logging(level: str, environ: Mapping[str, str], stream: TextIO | None = None) -> None:
     """Send all logging to ``stream`` (default stderr), one line per event.
 
-    Under systemd (``JOURNAL_STREAM`` set) lines carry a syslog priority
-    prefix and no timestamp; otherwise an ISO-like UTC timestamp and the level.
+    Under systemd (``JOURNAL_STREAM`` names ``stream``, see
+    :func:`under_journal`) lines carry a syslog priority prefix and no
+    timestamp, so ``journalctl -p warning`` shows exactly the warnings and
+    errors; otherwise an ISO-like UTC timestamp and the level. The handler
+    flushes after every record, so nothing waits in a buffer.
 
     :param level: ``LOG_LEVEL``, e.g. ``INFO``.
     :param environ: the process environment.
     :param stream: where to write; stderr by default.
     """
-    handler = logging.StreamHandler(stream or sys.stderr)
-    if environ.get("JOURNAL_STREAM"):
+    stream = sys.stderr if stream is None else stream
+    handler = logging.StreamHandler(stream)  # flushes after each record
+    if under_journal(environ, stream):
         handler.setFormatter(JournalFormatter("%(message)s"))
     else:
         formatter = logging.Formatter("%(asctime)s.%(msecs)03dZ %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")

@@ -11,7 +11,7 @@ from typing import Any
 from .config import KINDS, Config
 from .durations import format_duration
 from .fetcher import Outcome, SyncKey
-from .race_calendar import Windows, mode_at, next_mode_change, parse_calendar
+from .race_calendar import Windows, mode_at, next_live_window_start, next_mode_change, parse_calendar
 from .scheduler import Scheduler
 from .state import CalendarRecord, State
 from .workers import InlineExecutor
@@ -129,6 +129,7 @@ def build_plan(config: Config, calendar_body: Any | None, at_ts: int, hours: flo
                               if k != "seasons"},
         "seasons_interval": format_duration(config.seasons_interval_s),
         "next_mode_change": next_mode_change(calendar, at_ts, windows),
+        "next_live_window": next_live_window_start(calendar, at_ts, windows),
         "season": view.season,
         "calendar_loaded": calendar is not None,
         "next_syncs": client.syncs,
@@ -158,10 +159,22 @@ def render_text(plan: dict[str, Any], per_kind: int = 5) -> str:
     lines.append(f"next syncs (season {plan['season']}):")
     for kind in KINDS:
         dues = [s for s in plan["next_syncs"] if s["kind"] == kind]
-        shown = ", ".join(iso(s["due_at"])[11:] if i else iso(s["due_at"]) for i, s in enumerate(dues[:per_kind]))
+        shown = ", ".join(_short_times([s["due_at"] for s in dues[:per_kind]]))
         more = f" ... {len(dues)} in the window" if len(dues) > per_kind else ""
+        if not shown and kind == "results":
+            shown = f"none in the window (paused; next live window {iso(plan['next_live_window'])})"
         lines.append(f"  {kind:<10} {shown or 'none in the window'}{more}")
     return "\n".join(lines)
+
+
+def _short_times(dues: list[int]) -> list[str]:
+    """:returns: ISO times, the date left out where it repeats the previous one."""
+    shown, last_date = [], None
+    for due in dues:
+        text = iso(due)
+        shown.append(text[11:] if text[:10] == last_date else text)
+        last_date = text[:10]
+    return shown
 
 
 def render_json(plan: dict[str, Any]) -> str:
