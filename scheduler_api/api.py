@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import hmac
 import json
 import logging
@@ -16,7 +15,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Mapping
 
-from .clock import Clock
+from .clock import Clock, utc_year
 from .config import KINDS, Config
 from .durations import format_duration
 from .fetcher import Outcome, SyncKey
@@ -197,7 +196,7 @@ class App:
             )
         values: dict[str, int] = {}
         if "season" in request.query:
-            latest = _utc_year(self.clock.now_ts()) + 1
+            latest = utc_year(self.clock.now_ts()) + 1
             values["season"] = parse_number("season", request.query["season"], FIRST_SEASON, latest)
         if "round" in request.query:
             values["round"] = parse_number("round", request.query["round"], 0, MAX_ROUND)
@@ -333,10 +332,6 @@ class App:
 
 def _failure_status(outcome: Outcome) -> int:
     return 504 if outcome.outcome == "timeout" else 502
-
-
-def _utc_year(now_ts: float) -> int:
-    return datetime.datetime.fromtimestamp(now_ts, tz=datetime.timezone.utc).year
 
 
 class ApiServer(ThreadingHTTPServer):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import time
 from typing import Protocol
 
@@ -22,6 +23,11 @@ class Clock(Protocol):
     def now_ts(self) -> float:
         """:returns: UTC unix seconds, float."""
         ...
+
+
+def utc_year(now_ts: float) -> int:
+    """:returns: the UTC calendar year of ``now_ts`` (UTC unix seconds)."""
+    return datetime.datetime.fromtimestamp(now_ts, tz=datetime.timezone.utc).year
 
 
 class SystemClock:

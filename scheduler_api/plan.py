@@ -11,7 +11,7 @@ from typing import Any
 from .config import KINDS, Config
 from .durations import format_duration
 from .fetcher import Outcome, SyncKey
-from .race_calendar import Windows, mode_at, next_live_window_start, next_mode_change, parse_calendar
+from .race_calendar import mode_at, next_live_window_start, next_mode_change, parse_calendar
 from .scheduler import Scheduler
 from .state import CalendarRecord, State
 from .workers import InlineExecutor
@@ -94,7 +94,7 @@ def build_plan(config: Config, calendar_body: Any | None, at_ts: int, hours: flo
     scheduler = Scheduler(
         config, state, clock, InlineExecutor(client), lambda: client, random.Random(0)  # type: ignore[arg-type]
     )
-    windows = Windows(config.race_weekend_lead_s, config.race_weekend_tail_s, config.live_lead_s, config.live_tail_s)
+    windows = scheduler.windows
     quiet = logging.getLogger("scheduler_api")
     level = quiet.level
     quiet.setLevel(logging.ERROR)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import heapq
 import itertools
 import logging
@@ -11,7 +10,7 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
-from .clock import Clock
+from .clock import Clock, utc_year
 from .config import KINDS, Config
 from .durations import format_duration
 from .fetcher import FetcherClient, Outcome, SyncKey
@@ -377,7 +376,7 @@ class Scheduler:
     def _season(self, now_ts: float) -> int:
         if self._calendar is not None and self._calendar.season is not None:
             return self._calendar.season
-        return _utc_year(now_ts)
+        return utc_year(now_ts)
 
     def _interval_for(self, kind: str, mode: Mode) -> float | None:
         return self.config.interval_s(kind, mode.is_race_weekend, mode.live is not None)
@@ -562,7 +561,7 @@ class Scheduler:
         now_ts = self.clock.now_ts()
         source = self.calendar_source
         calendar = None
-        season = _utc_year(now_ts)
+        season = utc_year(now_ts)
         try:
             if source is None:
                 return
@@ -603,10 +602,6 @@ def _mode_ident(mode: Mode) -> tuple:
 
 def _flight_label(key: SyncKey) -> str:
     return ":".join(str(p) for p in (key.kind, key.season, key.round) if p is not None)
-
-
-def _utc_year(now_ts: float) -> int:
-    return datetime.datetime.fromtimestamp(now_ts, tz=datetime.timezone.utc).year
 
 
 def _log_sync(record: SyncRecord, retry_in_s: float | None) -> None:
