@@ -242,6 +242,10 @@ class State:
         if self.path is None:
             return
         target = f"{self.path}.corrupt-{int(self._clock.now_ts())}"
+        suffix = 0
+        while os.path.lexists(target):  # never overwrite an earlier moved-aside file
+            suffix += 1
+            target = f"{self.path}.corrupt-{int(self._clock.now_ts())}.{suffix}"
         try:
             os.replace(self.path, target)
         except OSError as exc:
