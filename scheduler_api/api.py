@@ -290,8 +290,9 @@ class App:
             interval_s = snap.schedule.intervals_s.get(kind)
             if interval_s is None:
                 continue
-            since_ts = snap.last_syncs.get(kind) or self.started_ts
-            if now_ts - max(since_ts, self.started_ts if snap.last_syncs.get(kind) is None else since_ts) > 3 * interval_s:
+            last_ts = snap.last_syncs.get(kind)
+            since_ts = self.started_ts if last_ts is None else last_ts  # never synced: count from start-up
+            if now_ts - since_ts > 3 * interval_s:
                 stale.append(kind)
         return stale
 
