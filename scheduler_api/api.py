@@ -251,8 +251,14 @@ class App:
     def status(self, request: Request) -> Response:
         """``GET /status``: the seed's keys, then what explains them (SPEC.md §5)."""
         self._params(request, ())
-        snap = self.state.snapshot(history=False)
+        snap = self.state.snapshot()
         view = snap.schedule
+        last_failures: dict[str, Any] = dict.fromkeys(KINDS)
+        for record in reversed(snap.history):  # the newest failed attempt of each kind (SPEC.md §2 reason)
+            if record.outcome != "ok" and last_failures[record.kind] is None:
+                last_failures[record.kind] = {"at": record.finished_at, "trigger": record.trigger,
+                                              "outcome": record.outcome, "http_status": record.http_status,
+                                              "error": record.error}
         intervals = {
             kind: ("paused" if view.intervals_s.get(kind) is None else format_duration(view.intervals_s[kind]))
             for kind in ("rounds", "results", "standings")
@@ -276,6 +282,7 @@ class App:
             },
             "in_flight": list(view.in_flight),
             "counters": dict(snap.counters),
+            "last_failures": last_failures,
         }
         if not view.calendar_loaded:
             body["note"] = "no race calendar loaded: running in off-season mode"

@@ -1,0 +1,721 @@
+"""The HTTP API: seed shapes byte for byte, /status, /health, /history and errors (SPEC.md §5).
+
+Most tests call :meth:`App.handle` directly over a scheduler harness and a
+mocked fetcher; a few run the real :class:`ApiServer` on a loopback port 0.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import threading
+from typing import Any, Callable
+
+import pytest
+import requests
+
+from scheduler_api.api import ApiServer, App
+from scheduler_api.config import Config
+from scheduler_api.health import FetcherHealth
+
+from conftest import FETCHER, load_calendar, ts
+
+T0 = ts("2026-11-30T12:00:00Z")  # the clock fixture: off-season between Qatar and Abu Dhabi 2026
+ABU_DHABI_RACE = ts("2026-12-06T13:30:00Z")  # the race of round 23 is live
+ORIGIN_OK = {"success": True, "source": "jolpica", "count": 24, "timestamp": 1732834567}
+ORIGIN_500_DETAIL = "Failed to fetch rounds: 503 Server Error: Service Unavailable for url: https://api.jolpi.ca/"
+ORIGIN_PATHS = {
+    "seasons": "/fetch/seasons",
+    "rounds": "/fetch/rounds?season={season}",
+    "results": "/fetch/rounds?season={season}&round={round}&live={session}",
+    "standings": "/fetch/standings?season={season}",
+}
+SEED_STATUS_KEYS = {"status", "is_race_weekend", "last_syncs", "next_syncs", "current_intervals"}
+SEED_HEALTH_KEYS = {"status", "uptime_seconds", "fetcher_service_connected", "scheduler_running"}
+KINDS = {"seasons", "rounds", "results", "standings"}
+
+
+class Api:
+    """An :class:`App` over a started harness; probes are recorded, not run."""
+
+    def __init__(self, harness, clock, ticker_alive: bool = True) -> None:
+        self.harness = harness
+        self.clock = clock
+        self.probes: list[Any] = []
+        self.health = FetcherHealth(clock, 10.0, "/health", self.probes.append)
+        harness.scheduler.health = self.health
+        self.alive = ticker_alive
+        harness.start()
+        self.app = App(harness.config, harness.state, harness.scheduler, self.health, clock, lambda: self.alive)
+
+    def get(self, target: str) -> tuple[int, dict]:
+        status, body, _headers = self.app.handle("GET", target)
+        return status, body
+
+    def post(self, target: str) -> tuple[int, dict]:
+        status, body, _headers = self.app.handle("POST", target)
+        return status, body
+
+
+@pytest.fixture
+def api(harness, clock) -> Callable[..., Api]:
+    """``api(calendar=..., config_=..., at=...)``: an App on a started harness."""
+
+    def build(calendar: Any = "ergast-2026.json", config_: Config | None = None, at: int | None = None,
+              ticker_alive: bool = True) -> Api:
+        if at is not None:
+            clock.wall = float(at)
+        body = load_calendar(calendar) if isinstance(calendar, str) else calendar
+        return Api(harness(calendar=body, config_=config_), clock, ticker_alive)
+
+    return build
+
+
+def assert_error_body(body: dict, message: str) -> None:
+    assert body == {"success": False, "message": message, "timestamp": body["timestamp"]}
+    assert type(body["timestamp"]) is int
+
+
+# -- the seed's triggers ------------------------------------------------------------------
+
+
+def test_trigger_seasons_answers_exactly_the_seed_shape(mocked, api):
+    mocked.post(f"{FETCHER}/fetch/seasons", json=ORIGIN_OK)
+    a = api()
+
+    status, body = a.post("/trigger/seasons")
+
+    assert status == 200
+    assert body == {"success": True, "message": "Season sync triggered", "fetcher_called": True, "timestamp": T0}
+    assert list(body) == ["success", "message", "fetcher_called", "timestamp"]
+    assert [type(v) for v in body.values()] == [bool, str, bool, int]
+
+
+@pytest.mark.parametrize(
+    ("target", "url", "message"),
+    [
+        ("/trigger/rounds?season=2025", "/fetch/rounds?season=2025", "Rounds sync triggered for season 2025"),
+        ("/trigger/results?season=2025&round=0", "/fetch/results?season=2025&round=0",
+         "Results sync triggered for round 0"),
+        ("/trigger/standings?season=2025", "/fetch/standings?season=2025", "Standings sync triggered"),
+    ],
+)
+def test_trigger_messages_are_the_seed_texts(mocked, api, target, url, message):
+    mocked.post(FETCHER + url, json=ORIGIN_OK)
+    a = api()
+
+    status, body = a.post(target)
+
+    assert status == 200
+    assert body == {"success": True, "message": message, "fetcher_called": True, "timestamp": T0}
+    assert type(body["timestamp"]) is int
+    assert mocked.calls[0].request.url == FETCHER + url
+
+
+def test_trigger_rounds_defaults_to_the_calendar_season(mocked, api):
+    mocked.post(f"{FETCHER}/fetch/rounds?season=2026", json=ORIGIN_OK)
+
+    status, body = api().post("/trigger/rounds")
+
+    assert (status, body["message"]) == (200, "Rounds sync triggered for season 2026")
+
+
+def test_trigger_standings_defaults_to_the_calendar_season(mocked, api):
+    mocked.post(f"{FETCHER}/fetch/standings?season=2026", json=ORIGIN_OK)
+
+    status, body = api().post("/trigger/standings")
+
+    assert (status, body["message"]) == (200, "Standings sync triggered")
+
+
+def test_trigger_results_defaults_to_the_most_recent_round(mocked, api):
+    # 2026-11-30: Qatar (round 22) is over, Abu Dhabi (round 23) has not started.
+    mocked.post(f"{FETCHER}/fetch/results?season=2026&round=22", json=ORIGIN_OK)
+
+    status, body = api().post("/trigger/results")
+
+    assert (status, body["message"]) == (200, "Results sync triggered for round 22")
+
+
+def test_trigger_results_defaults_to_the_live_round(mocked, api):
+    mocked.post(f"{FETCHER}/fetch/results?season=2026&round=23", json=ORIGIN_OK)
+
+    status, body = api(at=ABU_DHABI_RACE).post("/trigger/results")
+
+    assert (status, body["message"]) == (200, "Results sync triggered for round 23")
+
+
+def test_trigger_results_with_origin_mapping_passes_the_live_session(mocked, api):
+    config = Config(fetcher_url=FETCHER, fetch_paths=ORIGIN_PATHS)
+    url = f"{FETCHER}/fetch/rounds?season=2026&round=23&live=race"
+    mocked.post(url, json=ORIGIN_OK)
+
+    status, body = api(config_=config, at=ABU_DHABI_RACE).post("/trigger/results?season=2026&round=23")
+
+    assert (status, body["message"]) == (200, "Results sync triggered for round 23")
+    assert mocked.calls[0].request.url == url
+
+
+def test_trigger_results_with_origin_mapping_leaves_out_live_for_another_round(mocked, api):
+    config = Config(fetcher_url=FETCHER, fetch_paths=ORIGIN_PATHS)
+    url = f"{FETCHER}/fetch/rounds?season=2026&round=22"
+    mocked.post(url, json=ORIGIN_OK)
+
+    status, _ = api(config_=config, at=ABU_DHABI_RACE).post("/trigger/results?round=22")
+
+    assert status == 200
+    assert mocked.calls[0].request.url == url
+
+
+def test_trigger_results_without_calendar_and_round_is_400(mocked, api):
+    status, body = api(calendar=None).post("/trigger/results")
+
+    assert status == 400
+    assert_error_body(body, "round unknown: no live or past round of season 2026 in the calendar; pass round=")
+    assert len(mocked.calls) == 0
+
+
+def test_trigger_results_for_a_season_outside_the_calendar_without_round_is_400(mocked, api):
+    status, body = api().post("/trigger/results?season=2025")
+
+    assert status == 400
+    assert_error_body(body, "round unknown: no live or past round of season 2025 in the calendar; pass round=")
+    assert len(mocked.calls) == 0
+
+
+def test_trigger_results_before_the_first_round_without_round_is_400(mocked, api):
+    status, body = api(at=ts("2026-01-15T12:00:00Z")).post("/trigger/results")
+
+    assert status == 400
+    assert body["message"].startswith("round unknown")
+    assert len(mocked.calls) == 0
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/trigger/rounds?season=%2B2025",  # +2025
+        "/trigger/rounds?season=+2025",  # a space after decoding
+        "/trigger/rounds?season=%202025",
+        "/trigger/rounds?season=%EF%BC%92%EF%BC%90%EF%BC%92%EF%BC%95",  # fullwidth digits
+        "/trigger/rounds?season=2025.0",
+        "/trigger/rounds?season=-2025",
+        "/trigger/rounds?season=02025",
+        "/trigger/rounds?season=1949",
+        "/trigger/rounds?season=2028",  # current UTC year + 2
+        "/trigger/rounds?season=2025&season=2025",
+        "/trigger/rounds?season=",
+        "/trigger/rounds?season",
+        "/trigger/rounds?year=2025",
+        "/trigger/rounds?season=2025&round=1",
+        "/trigger/rounds?season=2025;round=1",
+        "/trigger/seasons?season=2025",
+        "/trigger/results?season=2025&round=100",
+        "/trigger/results?season=2025&round=-1",
+        "/trigger/results?season=2025&round=",
+        "/trigger/standings?season=abc",
+    ],
+)
+def test_invalid_trigger_parameters_are_400_and_call_nothing(mocked, api, target):
+    status, body = api().post(target)
+
+    assert status == 400
+    assert set(body) == {"success", "message", "timestamp"}
+    assert body["success"] is False
+    assert body["message"]
+    assert len(mocked.calls) == 0
+
+
+def test_season_next_year_and_round_99_are_valid(mocked, api):
+    mocked.post(f"{FETCHER}/fetch/results?season=2027&round=99", json=ORIGIN_OK)
+
+    status, body = api().post("/trigger/results?season=2027&round=99")
+
+    assert (status, body["message"]) == (200, "Results sync triggered for round 99")
+
+
+def test_season_1950_is_valid(mocked, api):
+    mocked.post(f"{FETCHER}/fetch/rounds?season=1950", json=ORIGIN_OK)
+
+    assert api().post("/trigger/rounds?season=1950")[0] == 200
+
+
+def test_trigger_needs_the_bearer_token_when_set(mocked, api):
+    config = Config(fetcher_url=FETCHER, token="s3cr$t")
+    a = api(config_=config)
+
+    status, body, headers = a.app.handle("POST", "/trigger/seasons", None)
+    wrong = a.app.handle("POST", "/trigger/seasons", "Bearer nope")
+
+    assert status == wrong[0] == 401
+    assert_error_body(body, "missing or wrong bearer token")
+    assert headers == {"WWW-Authenticate": "Bearer"}
+    assert len(mocked.calls) == 0
+    mocked.post(f"{FETCHER}/fetch/seasons", json=ORIGIN_OK)
+    assert a.app.handle("POST", "/trigger/seasons", "Bearer s3cr$t")[0] == 200
+    assert a.get("/status")[0] == 200  # GET endpoints need no token
+
+
+# -- failures ----------------------------------------------------------------------------
+
+
+def test_fetcher_500_detail_is_a_502_and_shows_in_history_status_and_log(mocked, api, caplog):
+    mocked.post(f"{FETCHER}/fetch/rounds?season=2026", json={"detail": ORIGIN_500_DETAIL}, status=500)
+    a = api()
+
+    with caplog.at_level(logging.INFO, logger="scheduler_api.scheduler"):
+        status, body = a.post("/trigger/rounds")
+
+    assert status == 502
+    assert body == {
+        "success": False,
+        "message": f"Rounds sync failed: HTTP 500: {ORIGIN_500_DETAIL}",
+        "fetcher_called": True,
+        "timestamp": T0,
+    }
+    record = a.get("/history")[1]["records"][0]
+    assert record == {
+        "kind": "rounds", "parameters": {"season": 2026}, "trigger": "manual", "outcome": "failed",
+        "attempt": 1, "http_status": 500, "duration_ms": 0, "started_at": T0, "finished_at": T0,
+        "error": f"HTTP 500: {ORIGIN_500_DETAIL}",
+    }
+    status_body = a.get("/status")[1]
+    assert status_body["last_failures"]["rounds"] == {
+        "at": T0, "trigger": "manual", "outcome": "failed", "http_status": 500,
+        "error": f"HTTP 500: {ORIGIN_500_DETAIL}",
+    }
+    assert status_body["counters"]["failed"] == 1
+    assert status_body["last_syncs"]["rounds"] is None
+    assert (
+        "sync kind=rounds season=2026 trigger=manual outcome=failed attempt=1 status=500 duration_ms=0 "
+        f"error='HTTP 500: {ORIGIN_500_DETAIL}'"
+    ) in caplog.messages
+
+
+def test_fetcher_success_false_is_a_502(mocked, api):
+    mocked.post(f"{FETCHER}/fetch/seasons", json={"success": False, "message": "rate limited upstream"})
+
+    status, body = api().post("/trigger/seasons")
+
+    assert status == 502
+    assert body["message"] == "Season sync failed: HTTP 200 success=false: rate limited upstream"
+    assert body["fetcher_called"] is True
+
+
+def test_fetcher_timeout_is_a_504(mocked, api):
+    mocked.post(f"{FETCHER}/fetch/standings?season=2026", body=requests.ReadTimeout("read timed out"))
+    a = api()
+
+    status, body = a.post("/trigger/standings")
+
+    assert status == 504
+    assert body == {
+        "success": False,
+        "message": "Standings sync failed: no answer: read timeout after 300s",
+        "fetcher_called": False,
+        "timestamp": T0,
+    }
+    assert a.get("/history?kind=standings")[1]["records"][0]["outcome"] == "timeout"
+
+
+def test_fetcher_unreachable_is_a_502_without_fetcher_called(mocked, api):
+    mocked.post(f"{FETCHER}/fetch/seasons", body=requests.ConnectionError("[Errno 111] Connection refused"))
+    a = api()
+
+    status, body = a.post("/trigger/seasons")
+
+    assert status == 502
+    assert body["message"] == "Season sync failed: no answer: connection refused"
+    assert body["fetcher_called"] is False
+    health_status, health = a.get("/health")
+    assert (health_status, health["status"], health["fetcher_service_connected"]) == (200, "degraded", False)
+
+
+# -- manual triggers and the schedule -------------------------------------------------------
+
+
+def test_manual_trigger_with_scheduled_parameters_moves_last_and_next(mocked, api, clock):
+    mocked.post(f"{FETCHER}/fetch/rounds?season=2026", json=ORIGIN_OK)
+    a = api()
+    clock.advance(100)
+
+    assert a.post("/trigger/rounds?season=2026")[0] == 200
+
+    body = a.get("/status")[1]
+    assert body["last_syncs"]["rounds"] == T0 + 100
+    assert body["next_syncs"]["rounds"] == T0 + 100 + 1800
+
+
+def test_manual_trigger_for_another_season_does_not_move_the_schedule(mocked, api, clock):
+    mocked.post(f"{FETCHER}/fetch/rounds?season=2025", json=ORIGIN_OK)
+    a = api()
+    before = a.get("/status")[1]
+    clock.advance(100)
+
+    assert a.post("/trigger/rounds?season=2025")[0] == 200
+
+    body = a.get("/status")[1]
+    assert body["last_syncs"] == before["last_syncs"] == dict.fromkeys(KINDS)
+    assert body["next_syncs"]["rounds"] == before["next_syncs"]["rounds"] == T0
+    assert a.get("/history")[1]["records"][0]["parameters"] == {"season": 2025}
+
+
+def test_failed_manual_trigger_does_not_move_the_schedule(mocked, api, clock):
+    mocked.post(f"{FETCHER}/fetch/rounds?season=2026", json={"detail": "boom"}, status=500)
+    a = api()
+    clock.advance(100)
+
+    a.post("/trigger/rounds")
+
+    body = a.get("/status")[1]
+    assert body["last_syncs"]["rounds"] is None
+    assert body["next_syncs"]["rounds"] == T0
+
+
+# -- /status -------------------------------------------------------------------------------
+
+
+def sync_start_up(mocked, a, season: int = 2026) -> None:
+    """Run the start-up catch-up of seasons, rounds and standings."""
+    for path in ("/fetch/seasons", f"/fetch/rounds?season={season}", f"/fetch/standings?season={season}"):
+        mocked.post(FETCHER + path, json=ORIGIN_OK)
+    a.harness.tick()
+
+
+def assert_seed_status_types(body: dict) -> None:
+    assert SEED_STATUS_KEYS <= set(body)
+    assert type(body["status"]) is str
+    assert type(body["is_race_weekend"]) is bool
+    assert set(body["last_syncs"]) == KINDS
+    assert set(body["next_syncs"]) == KINDS
+    assert set(body["current_intervals"]) == {"rounds", "results", "standings"}
+    for value in (*body["last_syncs"].values(), *body["next_syncs"].values()):
+        assert value is None or type(value) is int
+    for value in body["current_intervals"].values():
+        assert type(value) is str
+
+
+def test_status_has_the_seed_keys_and_types_off_season(mocked, api):
+    a = api()
+    sync_start_up(mocked, a)
+
+    status, body = a.get("/status")
+
+    assert status == 200
+    assert_seed_status_types(body)
+    assert body["status"] == "running"
+    assert body["is_race_weekend"] is False
+    assert body["last_syncs"] == {"seasons": T0, "rounds": T0, "results": None, "standings": T0}
+    assert body["next_syncs"] == {
+        "seasons": T0 + 6 * 3600,
+        "rounds": T0 + 1800,
+        "results": ts("2026-12-04T09:25:00Z"),  # Abu Dhabi FP1 less the 5-minute live lead
+        "standings": T0 + 3600,
+    }
+    assert body["current_intervals"] == {"rounds": "30m", "results": "paused", "standings": "1h"}
+    assert body["mode"] == {"name": "off_season", "season": 2026, "round": None, "session": None}
+    assert body["next_mode_change"] == ts("2026-12-03T21:30:00Z")  # FP1 less the 12-hour lead
+    assert body["last_failures"] == dict.fromkeys(KINDS)
+
+
+def test_status_during_the_abu_dhabi_race_has_30s_results(mocked, api):
+    a = api(at=ABU_DHABI_RACE)
+    for path in ("/fetch/seasons", "/fetch/rounds?season=2026", "/fetch/results?season=2026&round=23",
+                 "/fetch/standings?season=2026"):
+        mocked.post(FETCHER + path, json=ORIGIN_OK)
+    a.harness.tick()
+
+    status, body = a.get("/status")
+
+    assert status == 200
+    assert_seed_status_types(body)
+    assert body["is_race_weekend"] is True
+    assert body["current_intervals"] == {"rounds": "30s", "results": "30s", "standings": "5m"}
+    now = ABU_DHABI_RACE
+    assert body["last_syncs"] == {"seasons": now, "rounds": now, "results": now, "standings": now}
+    assert body["next_syncs"] == {"seasons": now + 21600, "rounds": now + 30, "results": now + 30,
+                                  "standings": now + 300}
+    assert body["mode"] == {"name": "live_session", "season": 2026, "round": 23, "session": "race"}
+    assert a.get("/history?kind=results")[1]["records"][0]["parameters"] == {
+        "season": 2026, "round": 23, "session": "race"}
+
+
+def test_status_without_calendar_says_off_season(api):
+    body = api(calendar=None).get("/status")[1]
+
+    assert_seed_status_types(body)
+    assert body["is_race_weekend"] is False
+    assert body["current_intervals"]["results"] == "paused"
+    assert body["next_syncs"]["results"] is None
+    assert body["calendar"]["loaded"] is False
+    assert body["note"] == "no race calendar loaded: running in off-season mode"
+
+
+def test_status_reports_stopped_when_the_ticker_is_dead(api):
+    assert api(ticker_alive=False).get("/status")[1]["status"] == "stopped"
+
+
+def test_status_takes_no_parameters(api):
+    status, body = api().get("/status?verbose=1")
+
+    assert status == 400
+    assert_error_body(body, "unknown parameter 'verbose'; none allowed")
+
+
+# -- /health ----------------------------------------------------------------------------------
+
+
+def test_health_is_healthy_with_the_seed_keys(api, clock):
+    a = api()
+    a.health.record(True)
+    clock.advance(90)
+    a.health.record(True)
+
+    status, body = a.get("/health")
+
+    assert status == 200
+    assert set(body) == SEED_HEALTH_KEYS | {"stale"}
+    assert body == {"status": "healthy", "uptime_seconds": 90, "fetcher_service_connected": True,
+                    "scheduler_running": True, "stale": []}
+    assert type(body["uptime_seconds"]) is int
+
+
+def test_health_is_degraded_when_the_fetcher_sends_no_answer(api):
+    a = api()
+    a.health.record(False)
+
+    status, body = a.get("/health")
+
+    assert (status, body["status"], body["fetcher_service_connected"]) == (200, "degraded", False)
+    assert body["scheduler_running"] is True
+
+
+def test_health_stays_healthy_when_the_fetcher_answers_500(mocked, api):
+    mocked.post(f"{FETCHER}/fetch/seasons", json={"detail": "boom"}, status=500)
+    a = api()
+    a.post("/trigger/seasons")
+
+    status, body = a.get("/health")
+
+    assert (status, body["status"], body["fetcher_service_connected"]) == (200, "healthy", True)
+
+
+def test_health_is_unhealthy_503_when_the_ticker_is_dead(api):
+    a = api(ticker_alive=False)
+    a.health.record(True)
+
+    status, body = a.get("/health")
+
+    assert status == 503
+    assert body["status"] == "unhealthy"
+    assert body["scheduler_running"] is False
+
+
+def test_health_names_the_stale_kind_and_is_degraded(mocked, api, clock):
+    a = api()
+    sync_start_up(mocked, a)
+    clock.advance(3 * 1800 + 1)  # rounds (30m) missed three intervals; standings (1h) did not
+    a.health.record(True)
+
+    status, body = a.get("/health")
+
+    assert (status, body["status"], body["stale"]) == (200, "degraded", ["rounds"])
+    assert body["fetcher_service_connected"] is True
+
+
+def test_health_probes_at_most_once_per_ttl(api, clock):
+    a = api()
+
+    for _ in range(50):
+        a.get("/health")
+    assert len(a.probes) == 1
+    clock.advance(10)
+    a.get("/health")
+    assert len(a.probes) == 1  # the first probe has not finished: never two at once
+
+
+# -- /history -----------------------------------------------------------------------------------
+
+
+def test_history_is_newest_first_and_filters_by_kind_and_limit(mocked, api, clock):
+    for path in ("/fetch/seasons", "/fetch/rounds?season=2026", "/fetch/rounds?season=2025"):
+        mocked.post(FETCHER + path, json=ORIGIN_OK)
+    a = api()
+    a.post("/trigger/seasons")
+    clock.advance(10)
+    a.post("/trigger/rounds")
+    clock.advance(10)
+    a.post("/trigger/rounds?season=2025")
+
+    status, body = a.get("/history")
+
+    assert status == 200
+    assert body["count"] == 3
+    assert [(r["kind"], r["parameters"], r["started_at"]) for r in body["records"]] == [
+        ("rounds", {"season": 2025}, T0 + 20), ("rounds", {"season": 2026}, T0 + 10), ("seasons", {}, T0)]
+    assert set(body["records"][0]) == {"kind", "parameters", "trigger", "outcome", "attempt", "http_status",
+                                       "duration_ms", "started_at", "finished_at", "error"}
+    assert [r["parameters"] for r in a.get("/history?kind=rounds&limit=1")[1]["records"]] == [{"season": 2025}]
+    assert a.get("/history?kind=rounds")[1]["count"] == 2
+    assert a.get("/history?kind=standings")[1] == {"records": [], "count": 0}
+    assert a.get("/history?limit=500")[1]["count"] == 3
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("/history?limit=0", "limit must be from 1 to 500, got 0"),
+        ("/history?limit=501", "limit must be from 1 to 500, got 501"),
+        ("/history?limit=x", "limit must be plain digits from 1 to 500, got 'x'"),
+        ("/history?limit=", "parameter 'limit' is empty"),
+        ("/history?kind=laps", "kind must be one of seasons, rounds, results, standings"),
+        ("/history?kind=Rounds", "kind must be one of seasons, rounds, results, standings"),
+        ("/history?kind=rounds&kind=results", "parameter 'kind' is repeated"),
+        ("/history?since=1", "unknown parameter 'since'; allowed: kind, limit"),
+    ],
+)
+def test_history_rejects_bad_kind_and_limit(api, target, message):
+    status, body = api().get(target)
+
+    assert status == 400
+    assert_error_body(body, message)
+
+
+# -- routing -------------------------------------------------------------------------------------
+
+
+def test_unknown_path_is_404_json(api):
+    status, body, headers = api().app.handle("GET", "/nope?x=1")
+
+    assert status == 404
+    assert_error_body(body, "no such endpoint: /nope")
+    assert headers == {}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("GET", "/trigger/seasons", "POST"),
+        ("HEAD", "/trigger/results", "POST"),
+        ("POST", "/status", "GET, HEAD"),
+        ("POST", "/health", "GET, HEAD"),
+        ("POST", "/history", "GET, HEAD"),
+    ],
+)
+def test_wrong_method_is_405_with_allow(mocked, api, method, path, allow):
+    status, body, headers = api().app.handle(method, path)
+
+    assert status == 405
+    assert headers == {"Allow": allow}
+    assert_error_body(body, f"method {method} not allowed on {path}; use {allow}")
+    assert len(mocked.calls) == 0
+
+
+def test_head_is_routed_as_get(api):
+    a = api()
+
+    assert a.app.handle("HEAD", "/status")[:2] == a.app.handle("GET", "/status")[:2]
+
+
+# -- the real server on a loopback port -------------------------------------------------------------
+
+
+@pytest.fixture
+def served(api):
+    """The real ApiServer on 127.0.0.1:0 in a thread; yields ``(Api, port)``."""
+    a = api()
+    server = ApiServer(("127.0.0.1", 0), a.app, 5.0)
+    thread = threading.Thread(target=server.serve, name="test-http", daemon=True)
+    thread.start()
+    try:
+        yield a, server.server_address[1]
+    finally:
+        server.stop_serving()
+        thread.join(5)
+        server.server_close()
+
+
+def test_server_sends_the_seed_json_byte_for_byte(mocked, served):
+    _, port = served
+    mocked.post(f"{FETCHER}/fetch/seasons", json=ORIGIN_OK)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+
+    conn.request("POST", "/trigger/seasons")
+    response = conn.getresponse()
+
+    assert response.status == 200
+    assert response.read() == (
+        b'{"success": true, "message": "Season sync triggered", "fetcher_called": true, "timestamp": %d}' % T0
+    )
+    conn.close()
+
+
+def test_server_head_sends_headers_without_body(served):
+    _, port = served
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn.request("GET", "/status")
+    get = conn.getresponse()
+    get_body = get.read()
+
+    conn.request("HEAD", "/status")
+    head = conn.getresponse()
+
+    assert head.status == 200
+    assert head.getheader("Content-Type") == "application/json"
+    assert head.getheader("Content-Length") == str(len(get_body))
+    assert head.read() == b""
+    conn.close()
+
+
+def test_server_keeps_an_http11_connection_alive_for_two_requests(served):
+    _, port = served
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+
+    conn.request("GET", "/health")
+    first = conn.getresponse()
+    first_body = first.read()
+    sock = conn.sock
+    conn.request("GET", "/status")
+    second = conn.getresponse()
+    second_body = second.read()
+
+    assert (first.status, second.status) == (200, 200)
+    assert first.version == second.version == 11
+    assert first.will_close is False and second.will_close is False
+    assert conn.sock is sock  # the same TCP connection served both
+    assert json.loads(first_body)["scheduler_running"] is True
+    assert json.loads(second_body)["status"] == "running"
+    conn.close()
+
+
+def test_server_sends_content_type_and_length_on_every_answer(served):
+    _, port = served
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+
+    for method, path, expected in (("GET", "/status", 200), ("GET", "/nope", 404), ("POST", "/status", 405),
+                                   ("GET", "/history?limit=0", 400)):
+        conn.request(method, path)
+        response = conn.getresponse()
+        body = response.read()
+        assert response.status == expected
+        assert response.getheader("Content-Type") == "application/json"
+        assert response.getheader("Content-Length") == str(len(body))
+        json.loads(body)
+        if expected == 405:
+            assert response.getheader("Allow") == "GET, HEAD"
+    conn.close()
+
+
+def test_server_answers_501_for_put_as_json(served):
+    _, port = served
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+
+    conn.request("PUT", "/status", body=b"{}")
+    response = conn.getresponse()
+    body = json.loads(response.read())
+
+    assert response.status == 501
+    assert response.getheader("Content-Type") == "application/json"
+    assert body == {"success": False, "message": "Unsupported method ('PUT')", "timestamp": T0}
+    conn.close()
