@@ -136,6 +136,7 @@ def run_daemon(config: Config, demo: bool = False) -> int:
     clock = SystemClock()
     environ = os.environ
     setup_logging(config.log_level, environ)
+    threading.excepthook = _log_thread_crash  # else a traceback reaches the journal unprefixed, at info
     standin = None
     if demo:
         standin = FetcherStandIn().start()
@@ -239,6 +240,14 @@ def run_daemon(config: Config, demo: bool = False) -> int:
         sys.stderr.flush()
         os._exit(0)
     return 0
+
+
+def _log_thread_crash(args: threading.ExceptHookArgs) -> None:
+    """Log an exception that ends a thread at error, so ``journalctl -p warning`` shows it."""
+    if args.exc_type is SystemExit:
+        return
+    logger.error("thread crashed name=%s", args.thread.name if args.thread is not None else "-",
+                 exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
 
 
 def _install_watchdog(

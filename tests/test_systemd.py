@@ -70,6 +70,13 @@ WEDGEABLE_DAEMON = textwrap.dedent(
     """
 )
 
+# Same, but SIGUSR1 makes the ticker's next tick() raise past its own ``except Exception``,
+# as a bug reaching BaseException would: the ticker thread dies.
+CRASHING_DAEMON = WEDGEABLE_DAEMON.replace(
+    "threading.Event().wait()  # never returns: the ticker's loop stops here",
+    "raise GeneratorExit('ticker crash on purpose')",
+)
+
 
 def deadline_wait(condition: Callable[[], object], timeout_s: float, what: str) -> object:
     """Poll ``condition`` every 20 ms until it is truthy; fail after ``timeout_s`` seconds."""
@@ -359,6 +366,21 @@ def test_under_journal_stream_each_line_carries_the_priority_of_its_level(start_
     warnings = [line for line in lines if int(line[1]) <= 4]
     failures = [line for line in lines if line[3:].startswith("sync ") and " outcome=ok " not in line]
     assert warnings == failures and failures
+
+
+def test_a_crashed_thread_is_logged_as_an_error_under_the_journal(start_daemon, tmp_path):
+    stderr_path = tmp_path / "journal.stderr"
+    stderr_path.touch()
+    daemon = start_daemon({"JOURNAL_STREAM": journal_stream_of(stderr_path)}, stderr_path=stderr_path,
+                          command=("-c", CRASHING_DAEMON))
+    daemon.port  # noqa: B018 -- waits for the 'listening' line
+    daemon.proc.send_signal(signal.SIGUSR1)
+    deadline_wait(lambda: "<3>thread crashed name=ticker" in daemon.log(), 10.0, "the ticker crash, at error")
+    assert daemon.get("/health")[0] == 503  # a dead ticker shows in /health (and stops the watchdog)
+    assert daemon.terminate() == 0
+    lines = daemon.log().splitlines()
+    assert all(re.match(r"<[0-7]>", line) for line in lines), lines
+    assert any(line.startswith("<3>") and "ticker crash on purpose" in line for line in lines)
 
 
 def test_inherited_journal_stream_is_ignored_when_stderr_goes_elsewhere(start_daemon, tmp_path):
