@@ -371,8 +371,9 @@ def test_under_journal_stream_each_line_carries_the_priority_of_its_level(start_
 def test_a_crashed_thread_is_logged_as_an_error_under_the_journal(start_daemon, tmp_path):
     stderr_path = tmp_path / "journal.stderr"
     stderr_path.touch()
-    daemon = start_daemon({"JOURNAL_STREAM": journal_stream_of(stderr_path)}, stderr_path=stderr_path,
-                          command=("-c", CRASHING_DAEMON))
+    # WATCHDOG_USEC keeps the ticker looping every 0.1 s, so its next tick() comes soon.
+    daemon = start_daemon({"JOURNAL_STREAM": journal_stream_of(stderr_path), "WATCHDOG_USEC": str(WATCHDOG_USEC)},
+                          stderr_path=stderr_path, command=("-c", CRASHING_DAEMON))
     daemon.port  # noqa: B018 -- waits for the 'listening' line
     daemon.proc.send_signal(signal.SIGUSR1)
     deadline_wait(lambda: "<3>thread crashed name=ticker" in daemon.log(), 10.0, "the ticker crash, at error")
