@@ -188,22 +188,18 @@ def test_older_concurrent_save_never_overwrites_a_newer_one(path, clock, monkeyp
     """Save A serialises version 1; before it writes, save B records more and writes version 2."""
     state = fresh(path, clock)
     state.record(record("rounds", 0), counts_as_last_sync=True)
-    real_json = state_module.json
+    real_encode = state._encode
     interleaved = []
 
-    class InterleavingJson:
-        loads = staticmethod(real_json.loads)
+    def interleaving_encode(last_syncs, calendar, history, counters):
+        payload = real_encode(last_syncs, calendar, history, counters)
+        if not interleaved:
+            interleaved.append(len(history))
+            state.record(record("rounds", 30), counts_as_last_sync=True)
+            state.save()  # B: newer, runs to completion in between
+        return payload
 
-        @staticmethod
-        def dumps(data, **kwargs):
-            text = real_json.dumps(data, **kwargs)
-            if not interleaved:
-                interleaved.append(len(data["history"]))
-                state.record(record("rounds", 30), counts_as_last_sync=True)
-                state.save()  # B: newer, runs to completion in between
-            return text
-
-    monkeypatch.setattr(state_module, "json", InterleavingJson)
+    monkeypatch.setattr(state, "_encode", interleaving_encode)
     state.save()  # A: older
     monkeypatch.undo()
 
