@@ -225,7 +225,10 @@ def run_daemon(config: Config, demo: bool = False) -> int:
     http.join(5)
     scheduler.stop()
     ticker.join(5)
+    grace_end_mono = clock.monotonic() + config.shutdown_grace_s
     stuck = pool.shutdown(config.shutdown_grace_s, clock.monotonic)
+    if not server.wait_idle(grace_end_mono - clock.monotonic()):  # manual triggers run on handler threads
+        stuck.append("manual trigger")
     state.save()
     server.server_close()
     if standin is not None:

@@ -9,6 +9,7 @@ import os
 import selectors
 import socket
 import sys
+import threading
 import urllib.parse
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -364,6 +365,8 @@ class ApiServer(ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         self._wake_r, self._wake_w = os.pipe()
         self._stopping = False
+        self._active = 0
+        self._idle = threading.Condition()
         super().__init__(address, Handler)
 
     def serve(self) -> None:
@@ -383,9 +386,38 @@ class ApiServer(ThreadingHTTPServer):
                     self._handle_request_noblock()
 
     def stop_serving(self) -> None:
-        """Make :meth:`serve` return; safe from any thread."""
+        """Make :meth:`serve` return; safe from any thread.
+
+        Requests that arrive afterwards on open keep-alive connections are
+        answered 503; requests already being handled carry on.
+        """
         self._stopping = True
         os.write(self._wake_w, b"x")
+
+    @property
+    def stopping(self) -> bool:
+        """:returns: True once :meth:`stop_serving` was called."""
+        return self._stopping
+
+    def request_started(self) -> None:
+        """Count a request being handled (a manual trigger may take minutes)."""
+        with self._idle:
+            self._active += 1
+
+    def request_finished(self) -> None:
+        """Count a request answered."""
+        with self._idle:
+            self._active -= 1
+            self._idle.notify_all()
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no request is being handled, so in-flight triggers get their answer at shutdown.
+
+        :param timeout_s: seconds to wait at most.
+        :returns: True when idle, False after the timeout.
+        """
+        with self._idle:
+            return self._idle.wait_for(lambda: self._active == 0, max(0.0, timeout_s))
 
     def server_close(self) -> None:
         """Close the listening socket and the wake-up pipe."""
@@ -435,6 +467,17 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch()
 
     def _dispatch(self) -> None:
+        self.server.request_started()
+        try:
+            if self.server.stopping:
+                self.close_connection = True
+                self._send(*self.server.app.error(503, "shutting down"), {})
+                return
+            self._dispatch_one()
+        finally:
+            self.server.request_finished()
+
+    def _dispatch_one(self) -> None:
         try:
             self._read_body()
         except BadRequest as exc:

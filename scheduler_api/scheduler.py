@@ -521,7 +521,10 @@ class Scheduler:
             self._flights.pop(key, None)
             flight.outcome = outcome
             ks = self._kinds[key.kind]
-            scheduled = key == self._scheduled_key(key.kind, now_ts) and ks.interval_s is not None
+            # A scheduled sync counts even if the calendar changed the scheduled key while it ran
+            # (the first calendar load at start-up does): otherwise a success would go unrecorded.
+            scheduled = (trigger == "schedule" or key == self._scheduled_key(key.kind, now_ts)) \
+                and ks.interval_s is not None
             if outcome.ok and scheduled:
                 ks.last_mono = now_mono
                 ks.retry_gen += 1

@@ -61,6 +61,8 @@ class FetcherStandIn:
         self.delay_s = 0.0
         self.retry_after = "1"
         self._release = threading.Event()
+        self._stopped = threading.Event()
+        self._connections: set[socket.socket] = set()
         owner = self
 
         class _Handler(BaseHTTPRequestHandler):
@@ -68,6 +70,16 @@ class FetcherStandIn:
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 logger.debug("standin %s", format % args)
+
+            def setup(self) -> None:
+                super().setup()
+                with owner._lock:
+                    owner._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with owner._lock:
+                    owner._connections.discard(self.connection)
+                super().finish()
 
             def do_GET(self) -> None:
                 owner._handle(self)
@@ -92,10 +104,22 @@ class FetcherStandIn:
         return self
 
     def stop(self) -> None:
-        """Stop serving, release hanging calls and close the port."""
+        """Stop serving, release hanging calls, close the port and every open connection.
+
+        Keep-alive connections are shut down too, as when the process dies:
+        otherwise a client's pooled connection would still get answers.
+        """
         self._release.set()
+        self._stopped.set()
         self.server.shutdown()
         self.server.server_close()
+        with self._lock:
+            connections, self._connections = list(self._connections), set()
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def set_fault(self, fault: str, *, paths: tuple[str, ...] = (), delay_s: float = 0.0) -> None:
         """Answer the next calls with ``fault`` (one of :data:`FAULTS`).
@@ -149,7 +173,7 @@ class FetcherStandIn:
             handler.close_connection = True
             return True
         if fault == "delay":
-            self._release.wait(delay_s)
+            self._stopped.wait(delay_s)
             return False
         if fault == "reset":
             handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
