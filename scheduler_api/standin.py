@@ -90,7 +90,9 @@ class FetcherStandIn:
         self.server = ThreadingHTTPServer((host, port), _Handler)
         self.server.daemon_threads = True
         self.server.request_queue_size = 256
-        self._thread = threading.Thread(target=self.server.serve_forever, name="standin", daemon=True)
+        # A short poll interval so that stop() returns at once in tests.
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="standin", daemon=True)
 
     @property
     def url(self) -> str:
