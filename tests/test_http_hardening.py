@@ -329,3 +329,56 @@ def test_env_file_with_bom_export_quotes_and_dollar_loads_as_written(daemon, sta
     assert standin.fetch_calls("/fetch/seasons?tag=%24USER")  # "$USER" as written, not expanded
     assert proc.request("POST", "/trigger/seasons", {"Authorization": "Bearer a$b${HOME}c"})[0] == 200
     assert proc.request("POST", "/trigger/seasons", {"Authorization": "Bearer ab"})[0] == 401
+
+
+# -- connection handling -------------------------------------------------------
+
+
+def test_idle_connection_is_closed_after_http_timeout(daemon):
+    proc = daemon({"SCHEDULER_HTTP_TIMEOUT": "200ms"})
+    with socket.create_connection(("127.0.0.1", proc.port), timeout=5) as sock:
+        started = time.monotonic()
+        assert sock.recv(100) == b""  # the server hung up on the silent client
+        assert time.monotonic() - started < 2.0
+    with socket.create_connection(("127.0.0.1", proc.port), timeout=5) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # a slow client that never ends its headers
+        started = time.monotonic()
+        while sock.recv(65536):
+            pass  # an error answer (408 or 400) at most, then the close
+        assert time.monotonic() - started < 2.0
+
+
+def test_headers_and_body_in_one_write_and_a_large_listen_backlog():
+    assert api_mod.ApiServer.request_queue_size >= 128  # not socketserver's 5
+
+    class Wfile:
+        def __init__(self) -> None:
+            self.writes: list[bytes] = []
+
+        def write(self, data: bytes) -> None:
+            self.writes.append(data)
+
+        def flush(self) -> None:
+            pass
+
+    class Server:
+        app = api_mod.App(Config(), State(None, SystemClock()), None, None, SystemClock(), lambda: True)
+
+    handler = api_mod.Handler.__new__(api_mod.Handler)
+    handler.server, handler.wfile, handler.command, handler.path = Server(), Wfile(), "GET", "/health"
+    handler.close_connection, handler.client_address, handler.request_version = False, ("127.0.0.1", 1), "HTTP/1.1"
+    handler._send(200, {"status": "healthy"}, {})
+    assert len(handler.wfile.writes) == 1
+    head, _, body = handler.wfile.writes[0].partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK") and json.loads(body) == {"status": "healthy"}
+
+
+def test_health_reports_stale_data_but_a_failing_fetcher_stays_connected(daemon, standin):
+    standin.set_fault("error500", paths=("/fetch/rounds",))
+    proc = daemon({"ROUNDS_INTERVAL_OFF_SEASON": "100ms"})
+    body = wait_for(lambda: (lambda b: b if b["status"] == "degraded" else None)(proc.get("/health")),
+                    what="/health to report stale rounds")
+    assert "rounds" in body["stale"] and "seasons" not in body["stale"]
+    assert body["fetcher_service_connected"] is True
+    standin.set_fault("ok")
+    wait_for(lambda: proc.get("/health")["status"] == "healthy", what="fresh data again")
