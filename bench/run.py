@@ -223,6 +223,7 @@ def main() -> int:
     parser.add_argument("--http-s", type=int, default=8, help="seconds per wrk run (default 8)")
     parser.add_argument("--idle-s", type=float, default=30.0, help="seconds of idle measurement (default 30)")
     parser.add_argument("--json", metavar="FILE", help="also write the raw figures as JSON")
+    parser.add_argument("--load-only", action="store_true", help="only the fire-accuracy-under-load pair (profiling aid)")
     args = parser.parse_args()
     started = time.monotonic()
     tmp = tempfile.mkdtemp(prefix="scheduler_api_bench_")
@@ -232,6 +233,15 @@ def main() -> int:
     say = lambda text: print(f"[{time.monotonic() - started:5.0f}s] {text}", file=sys.stderr, flush=True)  # noqa: E731
     if not have_wrk():
         say("wrk not found (apt-get install -y wrk): using the bounded Python client instead")
+    if args.load_only:
+        try:
+            for name, start in (("ours", lambda: daemon(tmp, standin, calendar, False)),
+                                ("APScheduler", lambda: aps_peer(standin, season))):
+                acc, load = accuracy_run(standin, start, args.run_s, "/status")
+                print(f"{name}: {acc} /status {load.rps:.0f} req/s")
+        finally:
+            standin.close()
+        return 0
     try:
         say("fire accuracy: scheduler_api")
         ours_acc, _ = accuracy_run(standin, lambda: daemon(tmp, standin, calendar, False), args.run_s, None)

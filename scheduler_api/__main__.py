@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import dataclasses
 import json
 import logging
@@ -25,7 +26,6 @@ from .health import FetcherHealth
 from .journal import Notifier, setup_logging, under_journal, watchdog_interval_s
 from .plan import DEFAULT_HOURS, build_plan, parse_instant, render_json, render_text
 from .scheduler import Scheduler
-from .standin import FetcherStandIn
 from .state import State, StateLockedError
 from .workers import WorkerPool
 
@@ -34,7 +34,16 @@ logger = logging.getLogger("scheduler_api")
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
 WORKERS = 6  # four kinds, a calendar refresh and a health probe: nothing queues behind a hanging sync
-LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def is_loopback(host: str) -> bool:
+    """:returns: True for ``localhost`` and any loopback address (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -139,6 +148,8 @@ def run_daemon(config: Config, demo: bool = False) -> int:
     threading.excepthook = _log_thread_crash  # else a traceback reaches the journal unprefixed, at info
     standin = None
     if demo:
+        from .standin import FetcherStandIn  # only the demo needs it: the daemon stays smaller without
+
         standin = FetcherStandIn().start()
         state_file = config.state_file
         if not environ.get("STATE_FILE"):
@@ -175,7 +186,7 @@ def run_daemon(config: Config, demo: bool = False) -> int:
         logger.error("scheduler-api: cannot listen on %s:%s: %s", config.host, config.port, exc.strerror or exc)
         state.release_lock()
         return EXIT_FAILURE
-    if config.host not in LOOPBACK_HOSTS and not config.token:
+    if not is_loopback(config.host) and not config.token:
         logger.warning("listening on %s without SCHEDULER_API_TOKEN: anyone who can reach it can trigger syncs",
                        config.host)
 

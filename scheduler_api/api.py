@@ -532,11 +532,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: dict, headers: Mapping[str, str]) -> None:
         """Write status line, headers and body in one write (no Nagle stall)."""
-        payload = json.dumps(body, separators=(", ", ": ")).encode("utf-8")
-        try:
-            phrase = HTTPStatus(status).phrase
-        except ValueError:
-            phrase = ""
+        payload = json.dumps(body).encode("utf-8")  # the default separators (", ", ": "), cached encoder
+        phrase = self.responses.get(status, ("",))[0]  # http.server's HTTPStatus phrases, without an enum lookup
         lines = [
             f"HTTP/1.1 {status} {phrase}",
             "Server: scheduler_api",
@@ -557,6 +554,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """Access lines at debug level."""
+        if not logger.isEnabledFor(logging.DEBUG):
+            return
         logger.debug(
             "http method=%s path=%s status=%s bytes=%s client=%s",
             getattr(self, "command", "-"), (getattr(self, "path", "") or "")[:200].split("?")[0], code, size,
