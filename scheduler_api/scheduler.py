@@ -187,8 +187,13 @@ class Scheduler:
 
         Catch-up at start (SPEC.md §3): a kind never synced, or whose last
         sync is older than its interval, is due now; a persisted last sync in
-        the future is ignored. A calendar refresh is due now if a source is set.
+        the future is ignored. A calendar refresh is due now if a source is set;
+        a ``CALENDAR_FILE`` is read at once, before the first due times are
+        set, so the catch-up syncs already use the calendar's season.
         """
+        local_file = self.calendar_source is not None and bool(self.calendar_source.file_path)
+        if local_file:
+            self._refresh_calendar()
         now_mono, now_ts = self.clock.monotonic(), self.clock.now_ts()
         snap = self.state.snapshot(history=False)
         with self._cond:
@@ -217,7 +222,7 @@ class Scheduler:
                 else:
                     ks.due_mono = ks.last_mono + ks.interval_s
                 self._push_slot(kind)
-            if self.calendar_source is not None:
+            if self.calendar_source is not None and not local_file:
                 self._push_calendar(now_mono)
             self._update_mode_change(now_mono, now_ts)
             view = self._view(now_mono, now_ts)

@@ -68,7 +68,9 @@ def test_demo_comes_up_healthy_and_logs_start_up_syncs(tmp_path):
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as answer:
                     health = json.loads(answer.read())
-                if health["fetcher_service_connected"] and "kind=standings" in log_path.read_text():
+                logged = log_path.read_text()
+                if health["fetcher_service_connected"] and all(
+                        f"sync kind={kind}" in logged for kind in ("seasons", "rounds", "standings")):
                     break
             except OSError:
                 pass
@@ -80,3 +82,10 @@ def test_demo_comes_up_healthy_and_logs_start_up_syncs(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
+
+
+def test_loopback_addresses_need_no_token_warning():
+    from scheduler_api.__main__ import is_loopback
+
+    assert all(is_loopback(h) for h in ("127.0.0.1", "127.0.0.2", "::1", "localhost"))
+    assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "192.168.1.10", "example.org"))

@@ -418,3 +418,15 @@ def test_calendar_refresh_interval_is_one_hour(mocked, recorder, harness, config
     h.run_until(clock.mono + 2 * 3600 + 1)
     gets = [c for c in mocked.calls if c.request.method == "GET"]
     assert len(gets) == 4  # start, after the start-up rounds sync, +1h, +2h
+
+
+def test_calendar_file_is_read_before_catch_up_so_first_syncs_use_its_season(tmp_path, recorder, harness, config,
+                                                                             clock):
+    calendar_file = tmp_path / "calendar.json"
+    calendar_file.write_text(json.dumps(load_calendar("ergast-2023.json")))
+    h = harness(config_=dataclasses.replace(config, calendar_file=str(calendar_file)))
+    h.scheduler.calendar_source = CalendarSource(config.calendar_url, str(calendar_file))
+    h.start()
+    h.tick()
+    assert [q for k, q, _ in recorder.calls if k == "rounds"] == ["season=2023"]
+    assert h.state.snapshot().last_syncs["rounds"] == int(clock.now_ts())
