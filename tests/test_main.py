@@ -15,6 +15,7 @@ import urllib.request
 from scheduler_api.__main__ import main
 
 from conftest import ts
+from daemon import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -47,12 +48,6 @@ def test_bad_configuration_exits_2_with_one_line_naming_the_variable():
 def test_plan_with_bad_instant_exits_2():
     done = run_cli("plan", "--at", "next tuesday")
     assert done.returncode == 2 and "--at" in done.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_demo_comes_up_healthy_and_logs_start_up_syncs(tmp_path):

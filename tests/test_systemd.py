@@ -35,6 +35,8 @@ from scheduler_api.config import Config
 from scheduler_api.journal import Notifier, setup_logging, under_journal, watchdog_interval_s
 from scheduler_api.standin import FetcherStandIn
 
+from daemon import wait_for
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 UNIT = ROOT / "scheduler_api.service"
 ENV_EXAMPLE = ROOT / "scheduler_api" / "data" / "scheduler_api.env"
@@ -76,18 +78,6 @@ CRASHING_DAEMON = WEDGEABLE_DAEMON.replace(
     "threading.Event().wait()  # never returns: the ticker's loop stops here",
     "raise GeneratorExit('ticker crash on purpose')",
 )
-
-
-def deadline_wait(condition: Callable[[], object], timeout_s: float, what: str) -> object:
-    """Poll ``condition`` every 20 ms until it is truthy; fail after ``timeout_s`` seconds."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.02)
 
 
 class NotifySocket:
@@ -166,7 +156,7 @@ class Daemon:
 
     @property
     def port(self) -> int:
-        found = deadline_wait(lambda: LISTENING.search(self.log()), 10.0, "the 'listening' line")
+        found = wait_for(lambda: LISTENING.search(self.log()), 10.0, "the 'listening' line")
         return int(found.group(1))
 
     def get(self, path: str) -> tuple[int, dict]:
@@ -256,7 +246,7 @@ def test_ready_status_and_stopping_arrive_over_the_notify_socket(start_daemon, n
 def test_status_line_is_kept_current_after_a_sync(start_daemon, standin, notify_socket):
     daemon = start_daemon({"NOTIFY_SOCKET": notify_socket.address})
     notify_socket.wait_for("READY=1")
-    deadline_wait(lambda: daemon.get("/status")[1]["last_syncs"]["standings"], 10.0, "the start-up standings sync")
+    wait_for(lambda: daemon.get("/status")[1]["last_syncs"]["standings"], 10.0, "the start-up standings sync")
 
     def status_matches_schedule() -> bool:
         notify_socket.listen(0.05)
@@ -267,7 +257,7 @@ def test_status_line_is_kept_current_after_a_sync(start_daemon, standin, notify_
         return bool(lines) and lines[-1].endswith(f"next sync {kind} at {due}")
 
     # The start-up syncs moved every next due time; the last STATUS= names the one now soonest.
-    deadline_wait(status_matches_schedule, 10.0, "a STATUS= line naming the next sync in /status")
+    wait_for(status_matches_schedule, 10.0, "a STATUS= line naming the next sync in /status")
     assert daemon.terminate() == 0
 
 
@@ -351,7 +341,7 @@ def test_under_journal_stream_each_line_carries_the_priority_of_its_level(start_
     stderr_path = tmp_path / "journal.stderr"
     stderr_path.touch()
     daemon = start_daemon({"JOURNAL_STREAM": journal_stream_of(stderr_path)}, stderr_path=stderr_path)
-    deadline_wait(lambda: "outcome=failed" in daemon.log() and "kind=rounds" in daemon.log()
+    wait_for(lambda: "outcome=failed" in daemon.log() and "kind=rounds" in daemon.log()
                   and "outcome=ok" in daemon.log(), 10.0, "a failed standings sync and a successful rounds sync")
     assert daemon.terminate() == 0
 
@@ -376,7 +366,7 @@ def test_a_crashed_thread_is_logged_as_an_error_under_the_journal(start_daemon, 
                           stderr_path=stderr_path, command=("-c", CRASHING_DAEMON))
     daemon.port  # noqa: B018 -- waits for the 'listening' line
     daemon.proc.send_signal(signal.SIGUSR1)
-    deadline_wait(lambda: "<3>thread crashed name=ticker" in daemon.log(), 10.0, "the ticker crash, at error")
+    wait_for(lambda: "<3>thread crashed name=ticker" in daemon.log(), 10.0, "the ticker crash, at error")
     assert daemon.get("/health")[0] == 503  # a dead ticker shows in /health (and stops the watchdog)
     assert daemon.terminate() == 0
     lines = daemon.log().splitlines()
