@@ -210,6 +210,8 @@ def run_daemon(config: Config, demo: bool = False) -> int:
 
     scheduler.start()
     pool.start()
+    persister = threading.Thread(target=state.run_persister, name="persister", daemon=True)
+    persister.start()
     ticker.start()
     http = threading.Thread(target=server.serve, name="http", daemon=True)
     http.start()
@@ -240,6 +242,8 @@ def run_daemon(config: Config, demo: bool = False) -> int:
     stuck = pool.shutdown(config.shutdown_grace_s, clock.monotonic)
     if not server.wait_idle(grace_end_mono - clock.monotonic()):  # manual triggers run on handler threads
         stuck.append("manual trigger")
+    state.stop_persister()
+    persister.join(10)
     state.save()
     server.server_close()
     if standin is not None:

@@ -563,7 +563,7 @@ class Scheduler:
         self.state.record(record, counts_as_last_sync=outcome.ok and scheduled)
         self.state.publish_schedule(view)
         _log_sync(record, retry_in_s)
-        self.state.save()
+        self.state.save_soon()
 
     def _refresh_calendar(self) -> None:
         now_ts = self.clock.now_ts()
@@ -597,7 +597,7 @@ class Scheduler:
                 "calendar refreshed season=%s rounds=%d source=%s", calendar.season, len(calendar.rounds),
                 source.describe(season),
             )
-            self.state.save()
+            self.state.save_soon()
 
 
 def _mode_ident(mode: Mode) -> tuple:

@@ -166,6 +166,10 @@ class State:
         self._history: collections.deque[SyncRecord] = collections.deque(maxlen=HISTORY_LIMIT)
         self._counters = dict.fromkeys(COUNTERS, 0)
         self._lock_fd: int | None = None
+        self._save_wanted = threading.Condition(self._lock)
+        self._save_pending = False
+        self._persister_running = False
+        self._persister_stopping = False
         # Encoded JSON of each history record and of the calendar, reused by save() (guarded by _save_lock).
         self._record_json: dict[int, tuple[SyncRecord, str]] = {}
         self._calendar_json: tuple[CalendarRecord | None, str] = (None, "null")
@@ -312,6 +316,48 @@ class State:
             )
 
     # -- persistence -----------------------------------------------------
+
+    def save_soon(self) -> None:
+        """Ask for a save after a change (SPEC.md §7).
+
+        When the persister thread runs (:meth:`run_persister`), it writes the
+        file and this returns at once: a sync worker never waits on the disk,
+        and changes made during one write are covered by the next. Without a
+        persister (tests, ``plan``) this saves now.
+        """
+        with self._lock:
+            if self._persister_running:
+                self._save_pending = True
+                self._save_wanted.notify()
+                return
+        self.save()
+
+    def run_persister(self) -> None:
+        """Write the file whenever :meth:`save_soon` asks (persister thread only).
+
+        Returns after :meth:`stop_persister`, once a last save has been made.
+        """
+        with self._lock:
+            self._persister_running = True
+        try:
+            while True:
+                with self._lock:
+                    while not self._save_pending and not self._persister_stopping:
+                        self._save_wanted.wait()
+                    self._save_pending = False
+                    stopping = self._persister_stopping
+                self.save()
+                if stopping:
+                    return
+        finally:
+            with self._lock:
+                self._persister_running = False
+
+    def stop_persister(self) -> None:
+        """Make :meth:`run_persister` save once more and return."""
+        with self._lock:
+            self._persister_stopping = True
+            self._save_wanted.notify()
 
     def save(self) -> None:
         """Write the state file atomically if anything changed since the last save.

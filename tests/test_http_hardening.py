@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import io
 import json
 import socket
 import struct
@@ -363,14 +364,22 @@ def test_headers_and_body_in_one_write_and_a_large_listen_backlog():
 
     class Server:
         app = api_mod.App(Config(), State(None, SystemClock()), None, None, SystemClock(), lambda: True)
+        admission = threading.Lock()
+        stopping = False
+
+        def request_started(self) -> None:
+            pass
+
+        def request_finished(self) -> None:
+            pass
 
     handler = api_mod.Handler.__new__(api_mod.Handler)
-    handler.server, handler.wfile, handler.command, handler.path = Server(), Wfile(), "GET", "/health"
-    handler.close_connection, handler.client_address, handler.request_version = False, ("127.0.0.1", 1), "HTTP/1.1"
-    handler._send(200, {"status": "healthy"}, {})
+    handler.server, handler.wfile, handler.client_address = Server(), Wfile(), ("127.0.0.1", 1)
+    handler.rfile = io.BytesIO(b"GET /history?limit=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    handler.handle_one_request()
     assert len(handler.wfile.writes) == 1
     head, _, body = handler.wfile.writes[0].partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200 OK") and json.loads(body) == {"status": "healthy"}
+    assert head.startswith(b"HTTP/1.1 200 OK") and json.loads(body) == {"records": [], "count": 0}
 
 
 def test_health_reports_stale_data_but_a_failing_fetcher_stays_connected(daemon, standin):
