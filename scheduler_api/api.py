@@ -422,11 +422,6 @@ class ApiServer(ThreadingHTTPServer):
         self._stopping = False
         self._active = 0
         self._idle = threading.Condition()
-        # One request at a time does its CPU work (parse, route, encode); the
-        # others wait on this lock without asking for the interpreter lock, so
-        # a burst of clients never outnumbers the ticker and sync workers when
-        # they need to run. Socket reads and writes stay outside it.
-        self.admission = threading.Lock()
         super().__init__(address, Handler)
 
     def serve(self) -> None:
@@ -515,13 +510,11 @@ class Handler(BaseHTTPRequestHandler):
             pass
 
     def handle_one_request(self) -> None:
-        """Read one request head, then parse and answer it under the server's admission lock.
+        """Read, parse and answer one request; the answer goes out in one write.
 
         Replaces ``BaseHTTPRequestHandler.handle_one_request`` and its
         ``email``-based header parsing with :func:`parse_head`, which keeps
         the same answers (400, 414, 431, 501, 505) at a fraction of the cost.
-        Socket I/O happens outside the lock; a POST (a trigger may wait
-        minutes for fetcher_service) is handled outside it too.
         """
         self._out = b""
         try:
@@ -530,22 +523,17 @@ class Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 return
             self.raw_requestline = line
-            lines, problem = self._read_head_lines() if len(line) <= MAX_LINE else ([], None)
-            blocking = False
-            with self.server.admission:
-                if len(line) > MAX_LINE:
-                    self.requestline, self.request_version, self.command = "", "", ""
-                    self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
-                elif self._parse(line, lines, problem):
+            if len(line) > MAX_LINE:
+                self.requestline, self.request_version, self.command = "", "", ""
+                self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
+            else:
+                lines, problem = self._read_head_lines()
+                if self._parse(line, lines, problem):
                     handler = getattr(self, "do_" + self.command, None)
                     if handler is None:
                         self.send_error(HTTPStatus.NOT_IMPLEMENTED, f"Unsupported method ({self.command!r})")
-                    elif self.command in ("GET", "HEAD"):
-                        handler()
                     else:
-                        blocking = True
-            if blocking:
-                getattr(self, "do_" + self.command)()
+                        handler()
             if self._out:
                 self.wfile.write(self._out)
         except (TimeoutError, socket.timeout):
@@ -714,7 +702,7 @@ class Handler(BaseHTTPRequestHandler):
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         data = head if self.command == "HEAD" else head + payload
         self.log_request(status, len(payload))
-        self._out = getattr(self, "_out", b"") + data  # written in one go after the admission lock
+        self._out = getattr(self, "_out", b"") + data  # written in one go by handle_one_request
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """Access lines at debug level."""

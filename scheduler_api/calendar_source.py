@@ -43,6 +43,7 @@ class CalendarSource:
         self.file_path = file_path
         self.session = session
         self.timeout = timeout
+        self._last: tuple[bytes, object] | None = None
 
     def describe(self, season: int) -> str:
         """:returns: the file path or the URL for ``season``, for logs and ``/status``."""
@@ -55,13 +56,15 @@ class CalendarSource:
 
         :param season: the season to put in ``{season}``.
         :returns: the decoded JSON body (shape detected later by
-            :func:`scheduler_api.race_calendar.parse_calendar`).
+            :func:`scheduler_api.race_calendar.parse_calendar`); the very same
+            object as last time when the bytes did not change, so callers can
+            skip parsing an unchanged calendar.
         :raises CalendarLoadError: on any failure, with a one-line reason.
         """
         if self.file_path:
             try:
                 with open(self.file_path, "rb") as handle:
-                    return json.loads(handle.read().decode("utf-8-sig"))
+                    return self._decode(handle.read())
             except (OSError, ValueError) as exc:
                 raise CalendarLoadError(f"{self.file_path}: {exc}") from None
         if self.session is None:
@@ -76,6 +79,14 @@ class CalendarSource:
         if response.status_code != 200:
             raise CalendarLoadError(f"{url}: HTTP {response.status_code}")
         try:
-            return response.json()
+            return self._decode(response.content)
         except ValueError:
             raise CalendarLoadError(f"{url}: body is not JSON") from None
+
+    def _decode(self, raw: bytes) -> object:
+        """:raises ValueError: when ``raw`` is not UTF-8 JSON."""
+        if self._last is not None and self._last[0] == raw:
+            return self._last[1]
+        body = json.loads(raw.decode("utf-8-sig"))
+        self._last = (raw, body)
+        return body

@@ -8,7 +8,7 @@ import logging
 import string
 import urllib.parse
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
 import requests
 
@@ -203,7 +203,9 @@ class FetcherClient:
         self.session = session
         self.clock = clock
 
-    def sync(self, key: SyncKey, session_name: str | None = None) -> Outcome:
+    def sync(
+        self, key: SyncKey, session_name: str | None = None, before_send: Callable[[], None] | None = None
+    ) -> Outcome:
         """POST one sync to fetcher_service and judge the answer (SPEC.md §2).
 
         Success is a 2xx answer whose body, if it is a JSON object with a
@@ -213,16 +215,24 @@ class FetcherClient:
 
         :param key: what to fetch.
         :param session_name: the live session type for ``{session}``, or None.
+        :param before_send: called once the request is prepared, just before
+            it is sent (the scheduler waits there for the exact due time).
         :returns: the :class:`Outcome`.
         """
         url = self.base_url + build_path(self.fetch_paths[key.kind], key, session_name)
+        try:
+            prepared = self.session.prepare_request(requests.Request("POST", url))
+        except (requests.RequestException, ValueError) as exc:
+            return Outcome("failed", None, _cut(f"bad request: {type(exc).__name__}: {exc}"), 0)
+        if before_send is not None:
+            before_send()
         started_mono = self.clock.monotonic()
 
         def elapsed_ms() -> int:
             return max(0, round((self.clock.monotonic() - started_mono) * 1000))
 
         try:
-            response = self.session.post(url, timeout=self.timeout, allow_redirects=False)
+            response = self.session.send(prepared, timeout=self.timeout, allow_redirects=False)
         except requests.Timeout as exc:
             which = "connect" if isinstance(exc, requests.ConnectTimeout) else "read"
             limit = self.timeout[0] if which == "connect" else self.timeout[1]

@@ -40,7 +40,7 @@ class _RecordingClient:
         self.syncs: list[dict[str, Any]] = []
         self.session = self
 
-    def sync(self, key: SyncKey, session_name: str | None = None) -> Outcome:
+    def sync(self, key: SyncKey, session_name: str | None = None, before_send: object = None) -> Outcome:
         self.syncs.append({"kind": key.kind, "due_at": int(self.clock.now), "season": key.season, "round": key.round})
         return Outcome("ok", 200, None, 0)
 

@@ -150,6 +150,7 @@ class Scheduler:
         rng: random.Random,
         calendar_source: CalendarSource | None = None,
         health: FetcherHealth | None = None,
+        dispatch_lead_s: float = 0.0,
     ) -> None:
         self.config = config
         self.state = state
@@ -168,6 +169,7 @@ class Scheduler:
         self._kinds = {kind: _KindSchedule() for kind in KINDS}
         self._flights: dict[SyncKey, _Flight] = {}
         self._calendar: Calendar | None = None
+        self._calendar_body: object = None
         self._mode: Mode = mode_at(None, clock.now_ts(), self.windows)
         self._mode_ident: tuple | None = None
         self._mode_change_mono: float | None = None
@@ -179,6 +181,8 @@ class Scheduler:
         self._stopping = False
         self.on_loop: Callable[[], None] | None = None
         self.loop_timeout_cap_s = MAX_WAIT_S
+        self.dispatch_lead_s = dispatch_lead_s
+        self._release = threading.Event()
 
     # -- start-up --------------------------------------------------------
 
@@ -246,12 +250,13 @@ class Scheduler:
         :returns: the next wake-up, monotonic seconds, or None if nothing is scheduled.
         """
         now_ts = self.clock.now_ts()
-        work: list[tuple[SyncKey, str | None, int, _Flight]] = []
+        work: list[tuple[SyncKey, str | None, int, _Flight, float]] = []
         refresh_calendar = False
         with self._cond:
             self._check_clock(now_mono, now_ts)
             self._apply_mode(now_mono, now_ts)
-            while self._heap and self._heap[0][0] <= now_mono:
+            lead_s = self._lead_s()
+            while self._heap and self._heap[0][0] <= now_mono + lead_s:
                 due_mono, _, entry = heapq.heappop(self._heap)
                 if entry[0] == "calendar":
                     if entry[1] == self._calendar_gen and not self._calendar_busy:
@@ -267,20 +272,21 @@ class Scheduler:
                         self.state.count("coalesced", missed)
                         logger.info("misfire kind=%s missed_slots=%d coalesced=1", kind, missed)
                     self._push_slot(kind)
-                    self._collect(kind, 1, work, now_ts)
+                    self._collect(kind, 1, work, now_ts, due_mono)
                 elif tag == "retry" and gen == ks.retry_gen and ks.interval_s is not None:
                     self.state.count("retried")
-                    self._collect(kind, ks.retry_attempt, work, now_ts)
+                    self._collect(kind, ks.retry_attempt, work, now_ts, due_mono)
             view = self._view(now_mono, now_ts)
         self.state.publish_schedule(view)
         if refresh_calendar:
             self.executor.submit(lambda client: self._refresh_calendar())
-        for key, session_name, attempt, flight in work:
+        for key, session_name, attempt, flight, due_mono in work:
             self.executor.submit(
-                lambda client, k=key, s=session_name, a=attempt, f=flight: self._run(client, k, s, "schedule", a, f)
+                lambda client, k=key, s=session_name, a=attempt, f=flight, d=due_mono:
+                self._run(client, k, s, "schedule", a, f, d)
             )
         with self._cond:
-            candidates = [self._heap[0][0]] if self._heap else []
+            candidates = [self._heap[0][0] - self._lead_s()] if self._heap else []
             if self._mode_change_mono is not None:
                 candidates.append(self._mode_change_mono)
             return min(candidates) if candidates else None
@@ -321,7 +327,8 @@ class Scheduler:
             self._cond.notify_all()
 
     def stop(self) -> None:
-        """Make :meth:`run` return."""
+        """Make :meth:`run` return; syncs waiting for their due time are sent at once."""
+        self._release.set()
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -400,7 +407,19 @@ class Scheduler:
             return live.name
         return None
 
-    def _collect(self, kind: str, attempt: int, work: list, now_ts: float) -> None:
+    def _lead_s(self) -> float:
+        """How early a due sync is handed to a worker, which then waits for the exact due time.
+
+        The worker prepares the request meanwhile, so the wake-up and hand-off
+        of the ticker are off the path between due time and send. At most a
+        quarter of the shortest interval, so the overlap check stays meaningful.
+        """
+        if not self.dispatch_lead_s:
+            return 0.0
+        intervals = [ks.interval_s for ks in self._kinds.values() if ks.interval_s]
+        return min([self.dispatch_lead_s] + [interval_s / 4 for interval_s in intervals])
+
+    def _collect(self, kind: str, attempt: int, work: list, now_ts: float, due_mono: float) -> None:
         key = self._scheduled_key(kind, now_ts)
         if key is None:
             return
@@ -409,7 +428,7 @@ class Scheduler:
             logger.info("skip %s trigger=schedule reason=still_running", key.log_fields())
             return
         flight = self._flights[key] = _Flight("schedule")
-        work.append((key, self._session_for(key), attempt, flight))
+        work.append((key, self._session_for(key), attempt, flight, due_mono))
 
     def _push_slot(self, kind: str) -> None:
         ks = self._kinds[kind]
@@ -506,15 +525,23 @@ class Scheduler:
 
     def _run(
         self, client: FetcherClient, key: SyncKey, session_name: str | None, trigger: str, attempt: int,
-        flight: _Flight,
+        flight: _Flight, due_mono: float | None = None,
     ) -> None:
-        started_ts = self.clock.now_ts()
+        started_ts = [self.clock.now_ts()]
+
+        def wait_for_due_time() -> None:
+            if due_mono is not None:
+                delay_s = due_mono - self.clock.monotonic()
+                if delay_s > 0:
+                    self._release.wait(delay_s)  # set at shutdown: send at once rather than wait
+            started_ts[0] = self.clock.now_ts()
+
         try:
-            outcome = client.sync(key, session_name)
+            outcome = client.sync(key, session_name, wait_for_due_time)
         except Exception as exc:
             logger.exception("sync internal error %s", key.log_fields())
             outcome = Outcome("failed", None, f"internal error: {type(exc).__name__}", 0)
-        self._finish(key, session_name, trigger, attempt, outcome, started_ts, flight)
+        self._finish(key, session_name, trigger, attempt, outcome, started_ts[0], flight)
 
     def _finish(
         self, key: SyncKey, session_name: str | None, trigger: str, attempt: int, outcome: Outcome,
@@ -568,13 +595,16 @@ class Scheduler:
     def _refresh_calendar(self) -> None:
         now_ts = self.clock.now_ts()
         source = self.calendar_source
-        calendar = None
+        calendar = unchanged = None
         season = utc_year(now_ts)
         try:
             if source is None:
                 return
             body = source.fetch(season)
-            calendar = parse_calendar(body, logger=logging.getLogger("scheduler_api.race_calendar"))
+            if body is self._calendar_body and self._calendar is not None:
+                calendar = unchanged = self._calendar  # same bytes as the calendar in use: nothing to parse or save
+            else:
+                calendar = parse_calendar(body, logger=logging.getLogger("scheduler_api.race_calendar"))
             if not calendar.rounds:
                 raise CalendarLoadError(f"{source.describe(season)}: no rounds")
         except (CalendarLoadError, ValueError) as exc:
@@ -585,19 +615,20 @@ class Scheduler:
             with self._cond:
                 self._calendar_busy = False
                 if calendar is not None:
-                    self._calendar = calendar
+                    self._calendar, self._calendar_body = calendar, body
                 loaded = self._calendar is not None
                 refresh_s = self.config.calendar_refresh_interval_s
                 self._push_calendar(now_mono + (refresh_s if loaded else min(refresh_s, NO_CALENDAR_RETRY_S)))
                 self._woken = True
                 self._cond.notify_all()
         if calendar is not None and source is not None:
-            self.state.set_calendar(CalendarRecord(body, source.describe(season), int(now_ts)))
             logger.info(
-                "calendar refreshed season=%s rounds=%d source=%s", calendar.season, len(calendar.rounds),
-                source.describe(season),
+                "calendar refreshed season=%s rounds=%d source=%s changed=%s", calendar.season,
+                len(calendar.rounds), source.describe(season), "no" if calendar is unchanged else "yes",
             )
-            self.state.save_soon()
+            if calendar is not unchanged:
+                self.state.set_calendar(CalendarRecord(body, source.describe(season), int(now_ts)))
+                self.state.save_soon()
 
 
 def _mode_ident(mode: Mode) -> tuple:

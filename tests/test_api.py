@@ -719,3 +719,13 @@ def test_server_answers_501_for_put_as_json(served):
     assert response.getheader("Content-Type") == "application/json"
     assert body == {"success": False, "message": "Unsupported method ('PUT')", "timestamp": T0}
     conn.close()
+
+
+def test_request_head_parsing_rejects_folding_and_lines_without_colon():
+    from scheduler_api.api import BadRequest, parse_head
+
+    headers = parse_head([b"Host: x\r\n", b"content-length: 0\r\n", b"X-A: 1\r\n", b"x-a: 2\r\n"])
+    assert headers.get("HOST") == "x" and headers.get_all("X-A") == ["1", "2"] and headers.get("nope") is None
+    for bad in ([b"Host x\r\n"], [b"Host: x\r\n", b" folded\r\n"], [b"Host : x\r\n"], [b": x\r\n"]):
+        with pytest.raises(BadRequest):
+            parse_head(bad)

@@ -364,7 +364,6 @@ def test_headers_and_body_in_one_write_and_a_large_listen_backlog():
 
     class Server:
         app = api_mod.App(Config(), State(None, SystemClock()), None, None, SystemClock(), lambda: True)
-        admission = threading.Lock()
         stopping = False
 
         def request_started(self) -> None:

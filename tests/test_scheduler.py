@@ -430,3 +430,40 @@ def test_calendar_file_is_read_before_catch_up_so_first_syncs_use_its_season(tmp
     h.tick()
     assert [q for k, q, _ in recorder.calls if k == "rounds"] == ["season=2023"]
     assert h.state.snapshot().last_syncs["rounds"] == int(clock.now_ts())
+
+
+def test_due_sync_is_handed_to_a_worker_ahead_and_keeps_its_grid(recorder, clock, rng, config):
+    scheduler, state, executor = deferred_scheduler(config, clock, rng)
+    scheduler.dispatch_lead_s = 0.05
+    scheduler.start()
+    scheduler.tick(clock.mono)
+    executor.run_all()
+    due = state.snapshot().schedule.next_syncs["rounds"]
+    clock.advance(1800 - 0.03)  # 30 ms before the next rounds slot: inside the lead
+    scheduler.tick(clock.mono)
+    assert "rounds:2026" in state.snapshot().schedule.in_flight
+    scheduler._release.set()  # as at shutdown: the worker sends at once instead of waiting 30 ms
+    executor.run_all()
+    assert len(recorder.times("rounds")) == 2
+    assert state.snapshot().schedule.next_syncs["rounds"] == due + 1800  # the grid, not now + interval
+
+
+def test_dispatch_lead_is_at_most_a_quarter_of_the_shortest_interval(harness, config):
+    fast = dataclasses.replace(config, rounds_interval_off_season_s=0.1)
+    h = harness(config_=fast)
+    h.scheduler.dispatch_lead_s = 0.05
+    h.start()
+    assert h.scheduler._lead_s() == pytest.approx(0.025)
+    h.scheduler.dispatch_lead_s = 0.0
+    assert h.scheduler._lead_s() == 0.0
+
+
+def test_unchanged_calendar_is_not_parsed_or_saved_again(mocked, recorder, harness, config, rng, clock, caplog):
+    mocked.add(responses.GET, "http://calendar.test/2026.json", json=load_calendar("ergast-2026.json"))
+    h = refreshing_harness(harness, config, rng, clock).start()
+    h.tick()  # start-up refresh, then the rounds sync asks for another
+    first = h.state.snapshot().calendar
+    h.tick()
+    assert len([c for c in mocked.calls if c.request.method == "GET"]) == 2
+    assert h.state.snapshot().calendar is first
+    assert "changed=yes" in caplog.text and "changed=no" in caplog.text

@@ -395,3 +395,32 @@ def test_snapshot_without_history_is_empty(clock):
 
     assert state.snapshot(history=False).history == ()
     assert len(state.snapshot().history) == 1
+
+
+def test_persister_thread_writes_changes_asked_for_by_save_soon(tmp_path):
+    import threading as _threading
+
+    from scheduler_api.clock import SystemClock
+
+    path = tmp_path / "state.json"
+    state = State(str(path), SystemClock())
+    thread = _threading.Thread(target=state.run_persister)
+    thread.start()
+    try:
+        state.count("failed")
+        state.save_soon()  # returns at once; the persister writes
+    finally:
+        state.stop_persister()
+        thread.join(5)
+    assert not thread.is_alive()
+    assert json.loads(path.read_text())["counters"]["failed"] == 1
+
+
+def test_save_soon_without_persister_saves_at_once(tmp_path):
+    from scheduler_api.clock import SystemClock
+
+    path = tmp_path / "state.json"
+    state = State(str(path), SystemClock())
+    state.count("retried")
+    state.save_soon()
+    assert json.loads(path.read_text())["counters"]["retried"] == 1
