@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import random
 import re
 import threading
@@ -459,6 +460,7 @@ def test_dispatch_lead_is_at_most_a_quarter_of_the_shortest_interval(harness, co
 
 
 def test_unchanged_calendar_is_not_parsed_or_saved_again(mocked, recorder, harness, config, rng, clock, caplog):
+    caplog.set_level(logging.INFO, logger="scheduler_api")
     mocked.add(responses.GET, "http://calendar.test/2026.json", json=load_calendar("ergast-2026.json"))
     h = refreshing_harness(harness, config, rng, clock).start()
     h.tick()  # start-up refresh, then the rounds sync asks for another
