@@ -422,6 +422,11 @@ class ApiServer(ThreadingHTTPServer):
         self._stopping = False
         self._active = 0
         self._idle = threading.Condition()
+        # Requests do their CPU work (parse, route, encode) one at a time; the
+        # others wait on this lock, not for the interpreter lock, so a burst
+        # of clients never outnumbers the ticker and the sync workers when
+        # they need to run. Socket reads and writes, and triggers, stay outside.
+        self.admission = threading.Lock()
         super().__init__(address, Handler)
 
     def serve(self) -> None:
@@ -510,11 +515,12 @@ class Handler(BaseHTTPRequestHandler):
             pass
 
     def handle_one_request(self) -> None:
-        """Read, parse and answer one request; the answer goes out in one write.
+        """Read one request head, then parse and answer it under the server's admission lock.
 
         Replaces ``BaseHTTPRequestHandler.handle_one_request`` and its
         ``email``-based header parsing with :func:`parse_head`, which keeps
         the same answers (400, 414, 431, 501, 505) at a fraction of the cost.
+        The answer is written in one write, after the lock is released.
         """
         self._out = b""
         try:
@@ -528,12 +534,18 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
             else:
                 lines, problem = self._read_head_lines()
-                if self._parse(line, lines, problem):
-                    handler = getattr(self, "do_" + self.command, None)
-                    if handler is None:
-                        self.send_error(HTTPStatus.NOT_IMPLEMENTED, f"Unsupported method ({self.command!r})")
-                    else:
-                        handler()
+                run_after = None
+                with self.server.admission:
+                    if self._parse(line, lines, problem):
+                        handler = getattr(self, "do_" + self.command, None)
+                        if handler is None:
+                            self.send_error(HTTPStatus.NOT_IMPLEMENTED, f"Unsupported method ({self.command!r})")
+                        elif self.command in ("GET", "HEAD"):
+                            handler()
+                        else:
+                            run_after = handler  # a trigger may wait minutes for fetcher_service
+                if run_after is not None:
+                    run_after()
             if self._out:
                 self.wfile.write(self._out)
         except (TimeoutError, socket.timeout):
@@ -702,7 +714,7 @@ class Handler(BaseHTTPRequestHandler):
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         data = head if self.command == "HEAD" else head + payload
         self.log_request(status, len(payload))
-        self._out = getattr(self, "_out", b"") + data  # written in one go by handle_one_request
+        self._out = getattr(self, "_out", b"") + data  # written in one go after the admission lock
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """Access lines at debug level."""

@@ -358,6 +358,7 @@ class Scheduler:
             joined = flight is not None
             if flight is None:
                 flight = self._flights[key] = _Flight("manual")
+                self.state.publish_schedule(self._view(self.clock.monotonic(), self.clock.now_ts()))
             session_name = self._session_for(key)
         if not joined:
             client = self.client_factory()

@@ -364,6 +364,7 @@ def test_headers_and_body_in_one_write_and_a_large_listen_backlog():
 
     class Server:
         app = api_mod.App(Config(), State(None, SystemClock()), None, None, SystemClock(), lambda: True)
+        admission = threading.Lock()
         stopping = False
 
         def request_started(self) -> None:
@@ -390,3 +391,20 @@ def test_health_reports_stale_data_but_a_failing_fetcher_stays_connected(daemon,
     assert body["fetcher_service_connected"] is True
     standin.set_fault("ok")
     wait_for(lambda: proc.get("/health")["status"] == "healthy", what="fresh data again")
+
+
+def test_health_answers_while_a_manual_trigger_waits_for_a_hanging_fetcher(daemon, standin):
+    proc = daemon()
+    proc.settle()
+    standin.set_fault("hang", paths=("/fetch/seasons",))
+    answers = []
+    trigger = threading.Thread(target=lambda: answers.append(proc.request("POST", "/trigger/seasons")))
+    trigger.start()
+    wait_for(lambda: len(standin.fetch_calls("/fetch/seasons")) >= 2, what="the manual seasons call to hang")
+    started = time.monotonic()
+    assert proc.get("/health")["scheduler_running"] is True  # the waiting trigger holds no lock /health needs
+    assert proc.get("/status")["in_flight"] == ["seasons"]
+    assert time.monotonic() - started < 0.5
+    standin.set_fault("ok")  # the hanging call is dropped unanswered
+    trigger.join(10)
+    assert answers and answers[0][0] == 502
