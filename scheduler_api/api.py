@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import hmac
 import json
 import logging
@@ -398,6 +399,39 @@ def _failure_status(outcome: Outcome) -> int:
     return 504 if outcome.outcome == "timeout" else 502
 
 
+class FifoLock:
+    """A lock handed to waiters in arrival order, so no request waits behind later ones.
+
+    A plain ``threading.Lock`` lets a running thread take the lock ahead of
+    threads already waiting, which under a burst leaves some requests waiting
+    far longer than others. Waiters block on a lock of their own, never on
+    the interpreter lock. Thread-safe; usable as a context manager.
+    """
+
+    def __init__(self) -> None:
+        self._meta = threading.Lock()
+        self._held = False
+        self._waiters: collections.deque[threading.Lock] = collections.deque()
+
+    def __enter__(self) -> "FifoLock":
+        with self._meta:
+            if not self._held:
+                self._held = True
+                return self
+            turn = threading.Lock()
+            turn.acquire()
+            self._waiters.append(turn)
+        turn.acquire()  # released by the holder handing over
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._meta:
+            if self._waiters:
+                self._waiters.popleft().release()  # ownership passes on; still held
+            else:
+                self._held = False
+
+
 class ApiServer(ThreadingHTTPServer):
     """The HTTP server; the handler reads ``self.server.app`` (SPEC.md §5, §8).
 
@@ -426,7 +460,7 @@ class ApiServer(ThreadingHTTPServer):
         # others wait on this lock, not for the interpreter lock, so a burst
         # of clients never outnumbers the ticker and the sync workers when
         # they need to run. Socket reads and writes, and triggers, stay outside.
-        self.admission = threading.Lock()
+        self.admission = FifoLock()
         super().__init__(address, Handler)
 
     def serve(self) -> None:

@@ -729,3 +729,29 @@ def test_request_head_parsing_rejects_folding_and_lines_without_colon():
     for bad in ([b"Host x\r\n"], [b"Host: x\r\n", b" folded\r\n"], [b"Host : x\r\n"], [b": x\r\n"]):
         with pytest.raises(BadRequest):
             parse_head(bad)
+
+
+def test_admission_lock_hands_over_in_arrival_order():
+    import threading as _threading
+
+    from scheduler_api.api import FifoLock
+
+    lock, order, arrived = FifoLock(), [], []
+    lock.__enter__()  # held: the workers below queue up one by one
+
+    def worker(number: int) -> None:
+        arrived.append(number)
+        with lock:
+            order.append(number)
+
+    threads = []
+    for number in range(5):
+        thread = _threading.Thread(target=worker, args=(number,))
+        thread.start()
+        threads.append(thread)
+        while len(lock._waiters) < number + 1:  # wait until this one is queued before starting the next
+            pass
+    lock.__exit__(None, None, None)
+    for thread in threads:
+        thread.join(5)
+    assert order == [0, 1, 2, 3, 4]
