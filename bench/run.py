@@ -102,6 +102,16 @@ class StandIn:
         self.proc.wait(10)
 
 
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 15 s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @contextmanager
 def daemon(tmp: str, standin: StandIn, calendar: str, hour_intervals: bool) -> Iterator[tuple[subprocess.Popen, str]]:
     """Our daemon as a real process. :yields: ``(process, base url)``."""
@@ -125,12 +135,7 @@ def daemon(tmp: str, standin: StandIn, calendar: str, hour_intervals: bool) -> I
         wait_http(url + "/status")
         yield proc, url
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         log.close()
 
 
@@ -144,12 +149,7 @@ def aps_peer(standin: StandIn, season: int) -> Iterator[tuple[subprocess.Popen, 
         proc.stdout.readline()
         yield proc, f"http://127.0.0.1:{port}"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 @contextmanager
