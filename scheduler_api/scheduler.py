@@ -175,6 +175,7 @@ class Scheduler:
         self._mode_change_mono: float | None = None
         self._calendar_gen = 0
         self._calendar_busy = False
+        self._calendar_again = False
         self._offset_s: float | None = None
         self._wall_debt_s = 0.0
         self._woken = False
@@ -259,7 +260,9 @@ class Scheduler:
             while self._heap and self._heap[0][0] <= now_mono + lead_s:
                 due_mono, _, entry = heapq.heappop(self._heap)
                 if entry[0] == "calendar":
-                    if entry[1] == self._calendar_gen and not self._calendar_busy:
+                    if entry[1] == self._calendar_gen and self._calendar_busy:
+                        self._calendar_again = True  # asked for while one runs: once more when it ends
+                    elif entry[1] == self._calendar_gen:
                         self._calendar_busy = True
                         refresh_calendar = True
                     continue
@@ -619,7 +622,10 @@ class Scheduler:
                     self._calendar, self._calendar_body = calendar, body
                 loaded = self._calendar is not None
                 refresh_s = self.config.calendar_refresh_interval_s
-                self._push_calendar(now_mono + (refresh_s if loaded else min(refresh_s, NO_CALENDAR_RETRY_S)))
+                if not loaded:
+                    refresh_s = min(refresh_s, NO_CALENDAR_RETRY_S)
+                self._push_calendar(now_mono if self._calendar_again else now_mono + refresh_s)
+                self._calendar_again = False
                 self._woken = True
                 self._cond.notify_all()
         if calendar is not None and source is not None:

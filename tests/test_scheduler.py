@@ -469,3 +469,19 @@ def test_unchanged_calendar_is_not_parsed_or_saved_again(mocked, recorder, harne
     assert len([c for c in mocked.calls if c.request.method == "GET"]) == 2
     assert h.state.snapshot().calendar is first
     assert "changed=yes" in caplog.text and "changed=no" in caplog.text
+
+
+def test_refresh_asked_for_while_one_runs_happens_right_after_it(mocked, recorder, clock, rng, config):
+    mocked.add(responses.GET, "http://calendar.test/2026.json", json=load_calendar("ergast-2026.json"))
+    scheduler, state, executor = deferred_scheduler(config, clock, rng)
+    scheduler.calendar_source = CalendarSource(CALENDAR_URL, None)
+    scheduler.start()
+    scheduler.tick(clock.mono)  # queues the start-up refresh and the catch-up syncs
+    refresh, syncs = executor.queue[0], executor.queue[1:]
+    executor.queue = syncs
+    executor.run_all()  # the rounds sync succeeds while the refresh has not finished: it asks for another
+    scheduler.tick(clock.mono)
+    refresh(executor.client)
+    scheduler.tick(clock.mono)  # the second refresh is due now, not in an hour
+    executor.run_all()
+    assert len([c for c in mocked.calls if c.request.method == "GET"]) == 2
