@@ -233,7 +233,8 @@ class Scheduler:
             view = self._view(now_mono, now_ts)
         logger.info(
             "scheduler started mode=%s calendar=%s season=%s",
-            self._mode.name, "loaded" if self._calendar else "none", view.season,
+            self._mode.name, "loaded" if self._calendar else ("pending" if self.calendar_source else "none"),
+            view.season,
         )
         self.state.publish_schedule(view)
 
