@@ -17,7 +17,7 @@ from importlib import resources
 from typing import Any, Callable, Sequence
 
 from . import config as config_mod
-from .api import ApiServer, App
+from .api import App
 from .calendar_source import CalendarSource
 from .clock import SystemClock
 from .config import Config, ConfigError
@@ -26,6 +26,7 @@ from .health import FetcherHealth
 from .journal import Notifier, setup_logging, under_journal, watchdog_interval_s
 from .plan import DEFAULT_HOURS, build_plan, parse_instant, render_json, render_text
 from .scheduler import Scheduler
+from .server import ApiServer
 from .state import State, StateLockedError
 from .workers import WorkerPool
 

@@ -15,7 +15,8 @@ from typing import Any, Callable
 import pytest
 import requests
 
-from scheduler_api.api import ApiServer, App
+from scheduler_api.api import App
+from scheduler_api.server import ApiServer
 from scheduler_api.config import Config
 from scheduler_api.health import FetcherHealth
 
@@ -722,7 +723,8 @@ def test_server_answers_501_for_put_as_json(served):
 
 
 def test_request_head_parsing_rejects_folding_and_lines_without_colon():
-    from scheduler_api.api import BadRequest, parse_head
+    from scheduler_api.api import BadRequest
+    from scheduler_api.server import parse_head
 
     headers = parse_head([b"Host: x\r\n", b"content-length: 0\r\n", b"X-A: 1\r\n", b"x-a: 2\r\n"])
     assert headers.get("HOST") == "x" and headers.get_all("X-A") == ["1", "2"] and headers.get("nope") is None
@@ -734,7 +736,7 @@ def test_request_head_parsing_rejects_folding_and_lines_without_colon():
 def test_admission_lock_hands_over_in_arrival_order():
     import threading as _threading
 
-    from scheduler_api.api import FifoLock
+    from scheduler_api.server import FifoLock
 
     lock, order, arrived = FifoLock(), [], []
     lock.__enter__()  # held: the workers below queue up one by one

@@ -20,7 +20,7 @@ import pytest
 import requests
 import responses
 
-from conftest import FETCHER, FakeClock, ts
+from conftest import FETCHER, FakeClock
 from daemon import DATA, REPO, daemon, standin, wait_for  # noqa: F401 - fixtures
 from scheduler_api.config import Config
 from scheduler_api.health import FetcherHealth

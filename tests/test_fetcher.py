@@ -12,7 +12,6 @@ import socket
 
 import pytest
 import requests
-import responses
 
 from scheduler_api.config import Config
 from scheduler_api.fetcher import (

@@ -15,6 +15,7 @@ import pytest
 
 from daemon import daemon, free_port, standin, wait_for  # noqa: F401 - fixtures
 from scheduler_api import api as api_mod
+from scheduler_api import server as server_mod
 from scheduler_api.clock import SystemClock
 from scheduler_api.config import Config
 from scheduler_api.fetcher import Outcome
@@ -350,7 +351,7 @@ def test_idle_connection_is_closed_after_http_timeout(daemon):
 
 
 def test_headers_and_body_in_one_write_and_a_large_listen_backlog():
-    assert api_mod.ApiServer.request_queue_size >= 128  # not socketserver's 5
+    assert server_mod.ApiServer.request_queue_size >= 128  # not socketserver's 5
 
     class Wfile:
         def __init__(self) -> None:
@@ -373,7 +374,7 @@ def test_headers_and_body_in_one_write_and_a_large_listen_backlog():
         def request_finished(self) -> None:
             pass
 
-    handler = api_mod.Handler.__new__(api_mod.Handler)
+    handler = server_mod.Handler.__new__(server_mod.Handler)
     handler.server, handler.wfile, handler.client_address = Server(), Wfile(), ("127.0.0.1", 1)
     handler.rfile = io.BytesIO(b"GET /history?limit=1 HTTP/1.1\r\nHost: x\r\n\r\n")
     handler.handle_one_request()
