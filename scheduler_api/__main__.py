@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
+import sys
+
+if "requests" not in sys.modules:
+    # requests imports a charset detector (charset_normalizer: 2.6 MiB resident) when it is
+    # installed, only to guess the encoding of text bodies that declare none. The daemon never
+    # reads one: fetcher_service answers JSON (RFC 8259: UTF-8) and calendars are decoded as
+    # UTF-8 here, and without a detector requests falls back to UTF-8 itself.
+    sys.modules.setdefault("charset_normalizer", None)  # type: ignore[arg-type]
+    sys.modules.setdefault("chardet", None)  # type: ignore[arg-type]
+    import warnings
+
+    warnings.filterwarnings("ignore", message="Unable to find acceptable character detection dependency")
+
+import argparse  # noqa: E402 - after the detector is set aside
 import ipaddress
 import dataclasses
 import json
@@ -10,7 +23,6 @@ import logging
 import os
 import random
 import signal
-import sys
 import tempfile
 import threading
 from importlib import resources

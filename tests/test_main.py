@@ -83,3 +83,19 @@ def test_loopback_addresses_need_no_token_warning():
 
     assert all(is_loopback(h) for h in ("127.0.0.1", "127.0.0.2", "::1", "localhost"))
     assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "192.168.1.10", "example.org"))
+
+
+def test_daemon_process_runs_without_a_charset_detector_and_without_warnings():
+    probe = (
+        "import sys, scheduler_api.__main__, requests\n"
+        "from scheduler_api.fetcher import judge\n"
+        "print(sys.modules.get('charset_normalizer') is None)\n"
+        "answer = requests.models.Response()\n"
+        "answer.status_code, answer._content = 502, b'<html>bad gateway</html>'\n"
+        "print(answer.text, judge(answer, 1, 0.0).error)\n"
+    )
+    done = subprocess.run([sys.executable, "-W", "default", "-c", probe], cwd=ROOT, capture_output=True, text=True,
+                          timeout=30, env={"PATH": os.environ.get("PATH", "")})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["True", "<html>bad gateway</html> HTTP 502"]
+    assert done.stderr == ""
