@@ -6,6 +6,7 @@ import collections
 import dataclasses
 import errno
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ logger = logging.getLogger(__name__)
 HISTORY_LIMIT = 500  # SPEC.md §7
 STATE_VERSION = 1
 COUNTERS = ("failed", "retried", "coalesced", "skipped")
+_COMPACT = (",", ":")  # JSON separators of the state file
 
 
 class StateLockedError(Exception):
@@ -47,6 +49,11 @@ class SyncRecord:
     started_at: int
     finished_at: int
     error: str | None
+
+    @functools.cached_property
+    def json_text(self) -> str:
+        """:returns: :meth:`to_dict` as compact JSON, encoded once (the record is immutable)."""
+        return json.dumps(self.to_dict(), separators=_COMPACT)
 
     def to_dict(self) -> dict[str, Any]:
         """:returns: the JSON form, with ``parameters`` grouped as in the fetcher call."""
@@ -128,6 +135,11 @@ class CalendarRecord:
     source: str
     fetched_at: int
 
+    @functools.cached_property
+    def json_text(self) -> str:
+        """:returns: the record as compact JSON, encoded once (the body is never changed in place)."""
+        return json.dumps(dataclasses.asdict(self), separators=_COMPACT)
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -170,9 +182,6 @@ class State:
         self._save_pending = False
         self._persister_running = False
         self._persister_stopping = False
-        # Encoded JSON of each history record and of the calendar, reused by save() (guarded by _save_lock).
-        self._record_json: dict[int, tuple[SyncRecord, str]] = {}
-        self._calendar_json: tuple[CalendarRecord | None, str] = (None, "null")
 
     # -- ownership -------------------------------------------------------
 
@@ -390,28 +399,16 @@ class State:
     ) -> bytes:
         """The state file's bytes, as ``json.dumps`` of the whole state with compact separators.
 
-        Records and the calendar are immutable, so each is encoded once and
-        its JSON reused: a save costs a join, not a walk of 500 records and
-        the calendar. Thread-safe without a lock: concurrent saves at worst
-        encode the same record twice, to the same text.
+        Records and the calendar are immutable and carry their own encoded
+        JSON (``json_text``), so a save costs a join, not a walk of 500
+        records and the calendar. Thread-safe.
         """
-        compact = (",", ":")
-        if self._calendar_json[0] is not calendar:
-            text = "null" if calendar is None else json.dumps(dataclasses.asdict(calendar), separators=compact)
-            self._calendar_json = (calendar, text)
-        cache, parts = self._record_json, []
-        for record in history:
-            cached = cache.get(id(record))
-            if cached is None or cached[0] is not record:
-                cached = cache[id(record)] = (record, json.dumps(record.to_dict(), separators=compact))
-            parts.append(cached[1])
-        if len(cache) > len(history):
-            kept = {id(record) for record in history}
-            self._record_json = {key: value for key, value in cache.items() if key in kept}
+        calendar_text = "null" if calendar is None else calendar.json_text
+        history_text = ",".join(record.json_text for record in history)
         return (
-            f'{{"version":{STATE_VERSION},"last_syncs":{json.dumps(last_syncs, separators=compact)},'
-            f'"calendar":{self._calendar_json[1]},"history":[{",".join(parts)}],'
-            f'"counters":{json.dumps(counters, separators=compact)}}}'
+            f'{{"version":{STATE_VERSION},"last_syncs":{json.dumps(last_syncs, separators=_COMPACT)},'
+            f'"calendar":{calendar_text},"history":[{history_text}],'
+            f'"counters":{json.dumps(counters, separators=_COMPACT)}}}'
         ).encode("utf-8")
 
 
