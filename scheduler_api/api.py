@@ -243,14 +243,15 @@ class App:
     def status(self, request: Request) -> Response:
         """``GET /status``: the seed's keys, then what explains them (SPEC.md §5)."""
         self._params(request, ())
-        snap = self.state.snapshot()
+        snap = self.state.snapshot(history=False)
         view = snap.schedule
-        last_failures: dict[str, Any] = dict.fromkeys(KINDS)
-        for record in reversed(snap.history):  # the newest failed attempt of each kind (SPEC.md §2 reason)
-            if record.outcome != "ok" and last_failures[record.kind] is None:
-                last_failures[record.kind] = {"at": record.finished_at, "trigger": record.trigger,
-                                              "outcome": record.outcome, "http_status": record.http_status,
-                                              "error": record.error}
+        last_failures = {  # the newest failed attempt of each kind, with its reason (SPEC.md §2)
+            kind: None if record is None else {
+                "at": record.finished_at, "trigger": record.trigger, "outcome": record.outcome,
+                "http_status": record.http_status, "error": record.error,
+            }
+            for kind, record in snap.last_failures.items()
+        }
         intervals = {
             kind: ("paused" if view.intervals_s.get(kind) is None else format_duration(view.intervals_s[kind]))
             for kind in ("rounds", "results", "standings")

@@ -150,6 +150,7 @@ class Snapshot:
     calendar: CalendarRecord | None
     history: tuple[SyncRecord, ...]
     counters: Mapping[str, int]
+    last_failures: Mapping[str, SyncRecord | None] = field(default_factory=lambda: dict.fromkeys(KINDS))
 
 
 class State:
@@ -177,6 +178,7 @@ class State:
         self._calendar: CalendarRecord | None = None
         self._history: collections.deque[SyncRecord] = collections.deque(maxlen=HISTORY_LIMIT)
         self._counters = dict.fromkeys(COUNTERS, 0)
+        self._last_failures: dict[str, SyncRecord | None] = dict.fromkeys(KINDS)
         self._lock_fd: int | None = None
         self._save_wanted = threading.Condition(self._lock)
         self._save_pending = False
@@ -246,9 +248,13 @@ class State:
                 )
             for item in data.get("history") or []:
                 try:
-                    self._history.append(SyncRecord.from_dict(item))
+                    record = SyncRecord.from_dict(item)
                 except (KeyError, TypeError, ValueError, AttributeError):
                     logger.warning("state history record dropped: not a sync record")
+                    continue
+                self._history.append(record)
+                if record.outcome != "ok" and record.kind in self._last_failures:
+                    self._last_failures[record.kind] = record
             for name in COUNTERS:
                 value = (data.get("counters") or {}).get(name)
                 if isinstance(value, int):
@@ -288,6 +294,7 @@ class State:
                 self._last_syncs[record.kind] = record.finished_at
             elif record.outcome != "ok":
                 self._counters["failed"] += 1
+                self._last_failures[record.kind] = record
             self._version += 1
 
     def count(self, counter: str, amount: int = 1) -> None:
@@ -322,6 +329,7 @@ class State:
                 calendar=self._calendar,
                 history=tuple(self._history) if history else (),
                 counters=dict(self._counters),
+                last_failures=dict(self._last_failures),
             )
 
     # -- persistence -----------------------------------------------------

@@ -424,3 +424,16 @@ def test_save_soon_without_persister_saves_at_once(tmp_path):
     state.count("retried")
     state.save_soon()
     assert json.loads(path.read_text())["counters"]["retried"] == 1
+
+
+def test_last_failure_of_each_kind_is_kept_and_survives_a_restart(path, clock):
+    state = fresh(path, clock)
+    state.record(record("rounds", 1, "failed"), counts_as_last_sync=True)
+    state.record(record("rounds", 2), counts_as_last_sync=True)  # a later success does not clear it
+    state.record(record("standings", 3, "timeout", error="no answer: read timeout after 300s"),
+                 counts_as_last_sync=True)
+    state.save()
+    for snap in (state.snapshot(history=False), fresh(path, clock).snapshot(history=False)):
+        assert snap.last_failures["rounds"] == record("rounds", 1, "failed")
+        assert snap.last_failures["standings"].error == "no answer: read timeout after 300s"
+        assert snap.last_failures["seasons"] is None and snap.last_failures["results"] is None
