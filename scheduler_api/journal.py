@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from typing import Mapping, TextIO
 
 # syslog priorities (RFC 5424), as journald reads them from a "<N>" prefix
@@ -84,7 +85,7 @@ def setup_logging(level: str, environ: Mapping[str, str], stream: TextIO | None 
         handler.setFormatter(JournalFormatter("%(message)s"))
     else:
         formatter = logging.Formatter("%(asctime)s.%(msecs)03dZ %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
-        formatter.converter = _gmtime
+        formatter.converter = time.gmtime
         handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in list(root.handlers):
@@ -92,12 +93,6 @@ def setup_logging(level: str, environ: Mapping[str, str], stream: TextIO | None 
     root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("urllib3").setLevel(max(logging.WARNING, root.level))
-
-
-def _gmtime(secs: float | None):
-    import time
-
-    return time.gmtime(secs)
 
 
 class Notifier:

@@ -6,7 +6,7 @@ import datetime
 import json
 import logging
 import random
-from typing import Any
+from typing import Any, Callable
 
 from .config import KINDS, Config
 from .durations import format_duration
@@ -40,7 +40,9 @@ class _RecordingClient:
         self.syncs: list[dict[str, Any]] = []
         self.session = self
 
-    def sync(self, key: SyncKey, session_name: str | None = None, before_send: object = None) -> Outcome:
+    def sync(
+        self, key: SyncKey, session_name: str | None = None, before_send: Callable[[], None] | None = None
+    ) -> Outcome:
         self.syncs.append({"kind": key.kind, "due_at": int(self.clock.now), "season": key.season, "round": key.round})
         return Outcome("ok", 200, None, 0)
 

@@ -418,6 +418,8 @@ class Scheduler:
         The worker prepares the request meanwhile, so the wake-up and hand-off
         of the ticker are off the path between due time and send. At most a
         quarter of the shortest interval, so the overlap check stays meaningful.
+
+        :returns: the lead, seconds (0.0 when ``dispatch_lead_s`` is 0, as in tests and ``plan``).
         """
         if not self.dispatch_lead_s:
             return 0.0

@@ -394,10 +394,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Answer errors raised by ``http.server`` itself (400, 414, 431, 501, 505) as JSON."""
-        try:
-            phrase = HTTPStatus(code).phrase
-        except ValueError:
-            phrase = "Error"
+        phrase = self.responses.get(code, ("Error",))[0]
         if code >= 400:
             self.close_connection = True
         if not getattr(self, "request_version", None) or not self.request_version.startswith("HTTP/"):
