@@ -38,7 +38,7 @@ class FakeFetcher:
     def __init__(self, clock: FakeClock, mocked: responses.RequestsMock) -> None:
         self.clock = clock
         self.calls: list[tuple[str, float]] = []  # (kind, monotonic s)
-        self.answer = "ok"  # ok | refused | 429
+        self.answer = "ok"  # ok | refused | an HTTP status such as "429", "500", "503"
         self.retry_after = "1"
         mocked.add_callback(responses.POST, re.compile(re.escape(FETCHER) + r"/fetch/.*"), callback=self)
 
@@ -47,8 +47,9 @@ class FakeFetcher:
         self.calls.append((kind, self.clock.mono))
         if self.answer == "refused":
             return requests.ConnectionError("[Errno 111] Connection refused")
-        if self.answer == "429":
-            return 429, {"Retry-After": self.retry_after}, json.dumps({"detail": "slow down"})
+        if self.answer.isdigit():
+            headers = {"Retry-After": self.retry_after} if self.answer in ("429", "503") else {}
+            return int(self.answer), headers, json.dumps({"detail": "slow down"})
         return 200, {}, json.dumps({"success": True})
 
     def count(self, kind: str, since_mono: float = float("-inf"), until_mono: float = float("inf")) -> int:
@@ -73,9 +74,10 @@ def test_retry_backoff_full_jitter_capped_by_interval(rng):
     assert retry_delay_s(3, 30.0, Highest()) == 4.0  # the jitter comes from the injected source
 
 
-def test_retry_after_is_honoured_and_retries_never_run_past_next_slot(harness, clock, mocked):
+@pytest.mark.parametrize("status", ["429", "503"])
+def test_retry_after_is_honoured_and_retries_never_run_past_next_slot(harness, clock, mocked, status):
     fetcher = FakeFetcher(clock, mocked)
-    fetcher.answer = "429"
+    fetcher.answer = status
     fetcher.retry_after = "3"
     h = harness(config_=FAST).start()
     start = clock.mono
@@ -91,13 +93,14 @@ def test_retry_after_is_honoured_and_retries_never_run_past_next_slot(harness, c
     assert [m - start for k, m in fetcher.calls if k == "seasons"][2:] == [5.0, 10.0]
 
 
-def test_ten_second_outage_at_five_second_intervals_is_bounded_and_syncs_resume(harness, clock, mocked):
+@pytest.mark.parametrize("outage", ["refused", "500"])
+def test_ten_second_outage_at_five_second_intervals_is_bounded_and_syncs_resume(harness, clock, mocked, outage):
     fetcher = FakeFetcher(clock, mocked)
     h = harness(config_=FAST).start()
     start = clock.mono
     down_mono, up_mono = start + 2.0, start + 12.0
     h.run_until(down_mono - 0.001)
-    fetcher.answer = "refused"
+    fetcher.answer = outage
     h.run_until(up_mono - 0.001)
     fetcher.answer = "ok"
     h.run_until(start + 30.0)

@@ -100,14 +100,6 @@ def test_catch_up_at_start_waits_for_kinds_synced_within_their_interval(tmp_path
     assert nxt["standings"] == int(now) - 600 + 3600
 
 
-def test_persisted_last_sync_in_the_future_is_ignored(tmp_path, harness, recorder, clock):
-    path = tmp_path / "state.json"
-    path.write_text(json.dumps({"version": 1, "last_syncs": {"seasons": int(clock.now_ts()) + 86400}}))
-    h = harness(state_path=str(path)).start()
-    h.tick()
-    assert "seasons" in [k for k, _, _ in recorder.calls]
-
-
 def test_no_calendar_runs_off_season_with_current_utc_year(harness, recorder):
     h = harness().start()
     h.tick()
@@ -261,42 +253,6 @@ def test_failed_sync_retries_with_backoff_never_past_next_slot(harness, recorder
     assert all(t < start + 5 for t in rounds)
     attempts = [r.attempt for r in h.state.snapshot().history if r.kind == "rounds"]
     assert attempts == list(range(1, len(rounds) + 1))
-
-
-def test_ten_second_outage_at_five_second_intervals_is_bounded(harness, recorder, clock, config):
-    recorder.status = 500
-    fast = dataclasses.replace(config, rounds_interval_off_season_s=5.0, standings_interval_off_season_s=5.0,
-                               seasons_interval_s=5.0)
-    h = harness(config_=fast).start()
-    h.run_until(clock.mono + 9.999)
-    per_kind = {kind: len(recorder.times(kind)) for kind in ("seasons", "rounds", "standings")}
-    assert all(count <= 8 for count in per_kind.values()), per_kind
-    recorder.status = 200
-    back = clock.now_ts()
-    h.run_until(clock.mono + 5.0)
-    assert all(any(back <= t <= back + 5.0 for t in recorder.times(kind)) for kind in per_kind)
-
-
-def test_retry_after_from_503_is_honoured(mocked, harness, clock, config):
-    calls = []
-
-    def answer(request):
-        calls.append(clock.now_ts())
-        if len(calls) == 1:
-            return 503, {"Retry-After": "40"}, json.dumps({"detail": "busy"})
-        return 200, {}, json.dumps({"success": True})
-
-    mocked.add_callback(responses.POST, FETCHER + "/fetch/seasons", callback=answer)
-    only_seasons = dataclasses.replace(config, seasons_interval_s=3600.0)
-    h = harness(config_=only_seasons)
-    h.scheduler._kinds["rounds"].interval_s = None  # noqa: SLF001 - isolate one kind for the test
-    h.start()
-    h.scheduler._kinds["rounds"].due_mono = None
-    h.scheduler._kinds["standings"].due_mono = None
-    h.scheduler._push_slot("rounds")
-    h.scheduler._push_slot("standings")
-    h.run_until(clock.mono + 60)
-    assert len(calls) == 2 and calls[1] - calls[0] == pytest.approx(40.0)
 
 
 # -- overlap: skip and join ----------------------------------------------------
