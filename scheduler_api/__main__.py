@@ -209,22 +209,30 @@ def run_daemon(config: Config, demo: bool = False) -> int:
                        config.host)
 
     notifier = Notifier(environ)
-    wake = threading.Event()
+    # The main thread sleeps reading this pipe. The interpreter's C-level signal handler writes
+    # each signal's number to it (signal.set_wakeup_fd), whichever thread the kernel delivered
+    # the signal to, and takes no lock; the ticker writes a 0 byte after its first loop. A Python
+    # handler that set an Event could deadlock on a second signal, and one that only set a flag
+    # would go unseen while the main thread sleeps if the signal landed on another thread.
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+
+    def wake() -> None:
+        try:
+            os.write(wake_w, b"\0")
+        except BlockingIOError:
+            pass  # the pipe is full of wake-ups already
+
     ticker_running = threading.Event()
 
     def on_first_loop() -> None:
         ticker_running.set()
-        wake.set()
+        wake()
 
     _install_watchdog(scheduler, state, notifier, environ, clock, on_first_loop)
-    requests_ = {"stop": False, "reload": False}
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        requests_["reload" if signum == signal.SIGHUP else "stop"] = True
-        wake.set()
-
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, on_signal)
+        signal.signal(signum, _noted_in_wakeup_fd)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
 
     scheduler.start()
     pool.start()
@@ -241,15 +249,18 @@ def run_daemon(config: Config, demo: bool = False) -> int:
         if not ready and ticker_running.is_set():
             ready = True  # the port is bound and served, and the ticker has run a first loop
             notifier.notify("READY=1")
-        wake.wait()
-        wake.clear()
-        if requests_["reload"]:
-            requests_["reload"] = False
+        received = os.read(wake_r, 512)
+        if signal.SIGTERM in received or signal.SIGINT in received:
+            break
+        if signal.SIGHUP in received:
             logger.info("reload requested (SIGHUP): refreshing the calendar")
             scheduler.reload_calendar()
-        if requests_["stop"]:
-            break
 
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)  # shutting down already: further signals change nothing
+    signal.set_wakeup_fd(-1)
+    os.close(wake_r)
+    os.close(wake_w)
     logger.info("shutdown requested; letting in-flight syncs finish (up to %gs)", config.shutdown_grace_s)
     notifier.notify("STOPPING=1\nSTATUS=stopping: letting in-flight syncs finish")
     server.stop_serving()
@@ -276,6 +287,15 @@ def run_daemon(config: Config, demo: bool = False) -> int:
         sys.stderr.flush()
         os._exit(0)
     return 0
+
+
+def _noted_in_wakeup_fd(_signum: int, _frame: Any) -> None:
+    """Python-level handler for SIGTERM, SIGINT and SIGHUP: nothing to do.
+
+    The signal is acted on by the main loop, which reads its number from the
+    wake-up pipe (``signal.set_wakeup_fd``); this handler only replaces the
+    default action (exit, or ``KeyboardInterrupt``).
+    """
 
 
 def _log_thread_crash(args: threading.ExceptHookArgs) -> None:

@@ -446,3 +446,15 @@ def test_sighup_reloads_calendar(daemon, tmp_path):
     wait_for(lambda: "calendar refreshed season=2021" in proc.log(), what="calendar refreshed after SIGHUP")
     wait_for(lambda: proc.get("/status")["mode"]["season"] == 2021, what="the new calendar in /status")
     assert proc.get("/health")["scheduler_running"] is True
+
+
+def test_a_burst_of_signals_never_wedges_the_daemon(daemon):
+    proc = daemon()
+    proc.settle()
+    for _ in range(300):  # signals landing while a handler runs must not deadlock the main thread
+        proc.signal(signal.SIGHUP)
+    wait_for(lambda: proc.get("/health")["scheduler_running"], what="the daemon after 300 SIGHUPs")
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        proc.signal(signum)
+    assert proc.proc.wait(15) == 0
+    assert "stopped" in proc.log()
