@@ -41,6 +41,9 @@ DEFAULT_FETCH_PATHS: Mapping[str, str] = MappingProxyType(
 #: The public Ergast-compatible Jolpica-F1 API (SPEC.md §4).
 DEFAULT_CALENDAR_URL = "https://api.jolpi.ca/ergast/f1/{season}.json"
 
+#: ``FETCH_PATH_<KIND>=off`` turns a kind off.
+OFF = "off"
+
 _TOKEN_VARIABLE = "SCHEDULER_API_TOKEN"
 _HIDDEN = "<hidden>"
 _FETCH_PATH_VARIABLES: tuple[tuple[str, str], ...] = tuple(
@@ -71,6 +74,8 @@ _EXPECT_STATE_FILE = "a file path (not a directory)"
 _EXPECT_LOG_LEVEL = "one of " + ", ".join(_LOG_LEVELS) + " (any case)"
 _EXPECT_TOKEN = "a token of printable ASCII characters without spaces"
 _EXPECT_ENV_FILE = "a readable .env file"
+_EXPECT_DURATION_OR_ZERO = "0 or a duration from 1ms to 365d"
+_EXPECT_OVERRIDES = "an existing readable JSON file of calendar overrides"
 
 
 class ConfigError(Exception):
@@ -114,7 +119,7 @@ class Config:
     port: int = 8081
     #: ``FETCHER_URL``: base URL of fetcher_service, without a trailing "/".
     fetcher_url: str = "http://127.0.0.1:8082"
-    #: ``FETCHER_TIMEOUT``: read timeout of a fetcher call, seconds.
+    #: ``FETCHER_TIMEOUT``: deadline of a whole fetcher call (connect, send, wait, read), seconds.
     fetcher_timeout_s: float = 300.0
     #: Connect timeout of a fetcher call, seconds; not configurable (SPEC.md §6).
     fetcher_connect_timeout_s: float = 3.0
@@ -163,25 +168,57 @@ class Config:
     shutdown_grace_s: float = 10.0
     #: ``SCHEDULER_HTTP_TIMEOUT``: per-connection socket timeout of the HTTP API, seconds.
     http_timeout_s: float = 10.0
+    #: ``SCHEDULER_MAX_CONNECTIONS``: HTTP connections open at once; one more gets 503.
+    max_connections: int = 64
+    #: ``RETRY_MAX_ATTEMPTS``: attempts per slot of a transient failure, first one included.
+    retry_max_attempts: int = 3
+    #: ``FETCHER_MAX_CONCURRENCY``: fetcher calls in flight at once, scheduled and manual together.
+    fetcher_max_concurrency: int = 4
+    #: ``CALENDAR_TIMEOUT``: whole-request deadline of a calendar GET, seconds.
+    calendar_timeout_s: float = 30.0
+    #: ``CALENDAR_MIN_REFRESH_INTERVAL``: least time between two calendar refreshes asked
+    #: for by rounds syncs, seconds.
+    calendar_min_refresh_interval_s: float = 300.0
+    #: ``CALENDAR_OVERRIDES``: JSON file of calendar corrections, or None.
+    calendar_overrides: str | None = None
+    #: ``RESULTS_INTERVAL_SETTLE``: results interval while a session's results settle, seconds.
+    results_interval_settle_s: float = 600.0
+    #: ``RESULTS_SETTLE_WINDOW``: how long results settle after a session's expected end,
+    #: seconds; 0 turns settling off.
+    results_settle_window_s: float = 21600.0
+    #: ``STAGGER``: grid offset between consecutive kinds, seconds; 0 turns it off.
+    stagger_s: float = 1.0
+    #: Where each variable that was set came from: variable -> ``"env"`` or the .env file's path.
+    sources: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # Keep the instance immutable even when a caller passes a plain dict.
         object.__setattr__(self, "fetch_paths", MappingProxyType(dict(self.fetch_paths)))
+        object.__setattr__(self, "sources", MappingProxyType(dict(self.sources)))
 
-    def interval_s(self, kind: str, race_weekend: bool, live: bool) -> float | None:
+    def is_off(self, kind: str) -> bool:
+        """:returns: True when ``FETCH_PATH_<KIND>=off`` turned ``kind`` off: never scheduled, trigger 409."""
+        return self.fetch_paths.get(kind) == OFF
+
+    def interval_s(self, kind: str, race_weekend: bool, live: bool, settling: bool = False) -> float | None:
         """The interval in force for ``kind`` in the given mode (SPEC.md §3 table).
 
         ``seasons`` always uses ``seasons_interval_s``; ``rounds`` and
         ``standings`` depend on ``race_weekend`` only; ``results`` runs only
         while a session is live and is paused (``None``) otherwise, whatever
-        ``race_weekend`` says.
+        ``race_weekend`` says, except while a session's results settle
+        (``settling``), when it runs every ``results_interval_settle_s``. A kind
+        turned off (``FETCH_PATH_<KIND>=off``) has no interval (``None``).
 
         :param kind: one of :data:`KINDS`.
         :param race_weekend: whether a race weekend is in progress (SPEC.md §4).
         :param live: whether a session's live window is open (SPEC.md §4).
+        :param settling: whether a session's results are settling after its live window.
         :returns: seconds between due times, float, or ``None`` when the kind is paused.
         :raises ValueError: if ``kind`` is not one of :data:`KINDS`.
         """
+        if self.is_off(kind):
+            return None
         if kind == "seasons":
             return self.seasons_interval_s
         if kind == "rounds":
@@ -191,7 +228,9 @@ class Config:
                 else self.rounds_interval_off_season_s
             )
         if kind == "results":
-            return self.results_interval_live_s if live else None
+            if live:
+                return self.results_interval_live_s
+            return self.results_interval_settle_s if settling else None
         if kind == "standings":
             return (
                 self.standings_interval_race_weekend_s
@@ -218,6 +257,30 @@ def _parse_duration_s(variable: str, value: str) -> float:
     if not _MIN_DURATION_S <= seconds <= _MAX_DURATION_S:
         raise ConfigError(variable, value, _EXPECT_DURATION_RANGE)
     return seconds
+
+
+def _parse_duration_or_zero_s(variable: str, value: str) -> float:
+    if value in ("0", "0s", "0ms"):
+        return 0.0
+    try:
+        seconds = parse_duration(value)
+    except DurationError:
+        raise ConfigError(variable, value, _EXPECT_DURATION) from None
+    if not _MIN_DURATION_S <= seconds <= _MAX_DURATION_S:
+        raise ConfigError(variable, value, _EXPECT_DURATION_OR_ZERO)
+    return seconds
+
+
+def _integer_parser(low: int, high: int) -> Callable[[str, str], int]:
+    """:returns: a parser of plain ASCII digits from ``low`` to ``high``."""
+    expected = f"an integer from {low} to {high}"
+
+    def parse(variable: str, value: str) -> int:
+        if not (value.isascii() and value.isdigit()) or len(value) > 6 or not low <= int(value) <= high:
+            raise ConfigError(variable, value, expected)
+        return int(value)
+
+    return parse
 
 
 def _parse_port(variable: str, value: str) -> int:
@@ -278,6 +341,8 @@ def _parse_health_path(variable: str, value: str) -> str:
 
 
 def _parse_fetch_path(variable: str, value: str) -> str:
+    if value.lower() == OFF:
+        return OFF
     if (
         not value.startswith("/")
         or _has_space_or_control(value)
@@ -293,6 +358,13 @@ def _parse_calendar_url(variable: str, value: str) -> str:
     ):
         raise ConfigError(variable, value, _EXPECT_CALENDAR_URL)
     return value
+
+
+def _parse_overrides_file(variable: str, value: str) -> str:
+    try:
+        return _parse_calendar_file(variable, value)
+    except ConfigError:
+        raise ConfigError(variable, value, _EXPECT_OVERRIDES) from None
 
 
 def _parse_calendar_file(variable: str, value: str) -> str:
@@ -354,6 +426,15 @@ _SCALAR_VARIABLES: tuple[tuple[str, str, Callable[[str, str], Any]], ...] = (
     (_TOKEN_VARIABLE, "token", _parse_token),
     ("SHUTDOWN_GRACE", "shutdown_grace_s", _parse_duration_s),
     ("SCHEDULER_HTTP_TIMEOUT", "http_timeout_s", _parse_duration_s),
+    ("SCHEDULER_MAX_CONNECTIONS", "max_connections", _integer_parser(1, 10_000)),
+    ("RETRY_MAX_ATTEMPTS", "retry_max_attempts", _integer_parser(1, 10)),
+    ("FETCHER_MAX_CONCURRENCY", "fetcher_max_concurrency", _integer_parser(1, 64)),
+    ("CALENDAR_TIMEOUT", "calendar_timeout_s", _parse_duration_s),
+    ("CALENDAR_MIN_REFRESH_INTERVAL", "calendar_min_refresh_interval_s", _parse_duration_or_zero_s),
+    ("CALENDAR_OVERRIDES", "calendar_overrides", _parse_overrides_file),
+    ("RESULTS_INTERVAL_SETTLE", "results_interval_settle_s", _parse_duration_s),
+    ("RESULTS_SETTLE_WINDOW", "results_settle_window_s", _parse_duration_or_zero_s),
+    ("STAGGER", "stagger_s", _parse_duration_or_zero_s),
 )
 
 #: Every variable :func:`load` reads; everything else is ignored.
@@ -408,10 +489,12 @@ def load(environ: Mapping[str, str], env_file: str | None = None) -> Config:
     """
     file_values = _read_env_file(env_file) if env_file is not None else {}
     values: dict[str, str] = {}
+    sources: dict[str, str] = {}
     for name in _VARIABLES:
         raw = environ[name] if name in environ else file_values.get(name)
         if raw is not None and raw.strip():
             values[name] = raw.strip()
+            sources[name] = "env" if name in environ else str(env_file)
 
     fields: dict[str, Any] = {}
     for name, field_name, parser in _SCALAR_VARIABLES:
@@ -425,4 +508,5 @@ def load(environ: Mapping[str, str], env_file: str | None = None) -> Config:
         if name in values:
             fetch_paths[kind] = _parse_fetch_path(name, values[name])
     fields["fetch_paths"] = MappingProxyType(fetch_paths)
+    fields["sources"] = sources
     return Config(**fields)

@@ -424,3 +424,60 @@ def test_load_does_not_touch_os_environ(tmp_path: Path) -> None:
     before = dict(os.environ)
     load({}, env_file=write_env(tmp_path, "SCHEDULER_UNUSED_TEST_VARIABLE=1\nLIVE_TAIL=1h\n"))
     assert dict(os.environ) == before
+
+
+def test_v2_variables_have_their_defaults() -> None:
+    config = load({})
+    assert (config.max_connections, config.retry_max_attempts, config.fetcher_max_concurrency) == (64, 3, 4)
+    assert (config.calendar_timeout_s, config.calendar_min_refresh_interval_s) == (30.0, 300.0)
+    assert (config.results_interval_settle_s, config.results_settle_window_s, config.stagger_s) == (600.0, 21600.0, 1.0)
+    assert config.calendar_overrides is None
+
+
+def test_v2_variables_set_their_fields(tmp_path: Path) -> None:
+    overrides = tmp_path / "overrides.json"
+    overrides.write_text("[]")
+    config = load({
+        "SCHEDULER_MAX_CONNECTIONS": "8", "RETRY_MAX_ATTEMPTS": "1", "FETCHER_MAX_CONCURRENCY": "2",
+        "CALENDAR_TIMEOUT": "5s", "CALENDAR_MIN_REFRESH_INTERVAL": "0", "CALENDAR_OVERRIDES": str(overrides),
+        "RESULTS_INTERVAL_SETTLE": "5m", "RESULTS_SETTLE_WINDOW": "0", "STAGGER": "250ms",
+    })
+    assert (config.max_connections, config.retry_max_attempts, config.fetcher_max_concurrency) == (8, 1, 2)
+    assert (config.calendar_timeout_s, config.calendar_min_refresh_interval_s) == (5.0, 0.0)
+    assert (config.results_interval_settle_s, config.results_settle_window_s, config.stagger_s) == (300.0, 0.0, 0.25)
+    assert config.calendar_overrides == str(overrides)
+
+
+@pytest.mark.parametrize("variable, value", [
+    ("SCHEDULER_MAX_CONNECTIONS", "0"), ("SCHEDULER_MAX_CONNECTIONS", "+5"), ("RETRY_MAX_ATTEMPTS", "0"),
+    ("RETRY_MAX_ATTEMPTS", "11"), ("FETCHER_MAX_CONCURRENCY", "٣"), ("FETCHER_MAX_CONCURRENCY", "65"),
+    ("CALENDAR_TIMEOUT", "0"), ("STAGGER", "-1s"), ("RESULTS_SETTLE_WINDOW", "forever"),
+    ("CALENDAR_OVERRIDES", "/nonexistent/overrides.json"), ("RETRY_MAX_ATTEMPTS", "9" * 5000),
+])
+def test_v2_variables_refuse_bad_values_naming_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({variable: value})
+    assert caught.value.variable == variable
+    assert "\n" not in str(caught.value)
+
+
+def test_fetch_path_off_turns_a_kind_off() -> None:
+    config = load({"FETCH_PATH_STANDINGS": "off"})
+    assert config.is_off("standings") and not config.is_off("seasons")
+    assert config.interval_s("standings", race_weekend=True, live=True) is None
+    assert config.interval_s("rounds", race_weekend=True, live=False) == 30.0
+
+
+def test_results_settle_interval_applies_only_while_settling() -> None:
+    config = load({})
+    assert config.interval_s("results", race_weekend=True, live=False, settling=True) == 600.0
+    assert config.interval_s("results", race_weekend=True, live=True, settling=True) == 30.0
+    assert config.interval_s("results", race_weekend=True, live=False) is None
+
+
+def test_sources_say_where_each_setting_came_from(tmp_path: Path) -> None:
+    env_file = tmp_path / "scheduler_api.env"
+    env_file.write_text("STAGGER=2s\nSCHEDULER_PORT=9000\n")
+    config = load({"SCHEDULER_PORT": "9001"}, str(env_file))
+    assert dict(config.sources) == {"STAGGER": str(env_file), "SCHEDULER_PORT": "env"}
+    assert config.port == 9001 and config.stagger_s == 2.0
