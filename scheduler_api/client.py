@@ -200,14 +200,14 @@ def render_status(body: dict[str, Any], health: Any, url: str, now_ts: float) ->
         lines.append("  Running:  " + _cut(", ".join(body["in_flight"]), WIDTH - 12))
     lines.append(f"  Now:      {time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime(now_ts))} (times are UTC)")
     lines.append("")
-    lines.append(f"  {'KIND':<10}{'INTERVAL':<10}{'LAST SYNC':<28}NEXT SYNC")
+    lines.append(f"  {'KIND':<11}{'INTERVAL':<10}{'LAST SYNC':<28}NEXT SYNC")
     intervals = dict(body.get("current_intervals") or {})
     intervals.setdefault("seasons", body.get("seasons_interval", "?"))
     failures = body.get("last_failures") or {}
     for kind in KINDS:
         last = (body.get("last_syncs") or {}).get(kind)
         nxt = (body.get("next_syncs") or {}).get(kind)
-        lines.append(f"  {kind:<10}{str(intervals.get(kind, '?')):<10}{(when(last, now_ts) if last else 'never'):<28}"
+        lines.append(f"  {kind:<11}{str(intervals.get(kind, '?')):<10}{(when(last, now_ts) if last else 'never'):<28}"
                      f"{when(nxt, now_ts)}")
     for kind in KINDS:
         failure = failures.get(kind)
