@@ -1,0 +1,71 @@
+"""Finding the listening socket systemd passes (LISTEN_FDS/LISTEN_PID)."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+from scheduler_api.activation import ActivationError, passed_socket
+
+
+def test_no_variables_means_bind_as_usual():
+    assert passed_socket({}) is None
+
+
+def test_variables_for_another_process_are_ignored():
+    assert passed_socket({"LISTEN_FDS": "1", "LISTEN_PID": str(os.getpid() + 1)}) is None
+
+
+@pytest.fixture
+def fd3():
+    """A listening socket on descriptor 3, as systemd passes it; descriptor 3 restored afterwards."""
+    saved = os.dup(3) if _is_open(3) else None
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    os.dup2(listener.fileno(), 3)
+    yield listener
+    listener.close()
+    if saved is None:
+        os.close(3)
+    else:
+        os.dup2(saved, 3)
+        os.close(saved)
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def test_the_passed_listening_socket_is_used(fd3):
+    sock = passed_socket({"LISTEN_FDS": "1", "LISTEN_PID": str(os.getpid())})
+    assert sock is not None
+    assert sock.getsockname() == fd3.getsockname()
+    sock.detach()
+
+
+def test_several_descriptors_are_refused(fd3):
+    with pytest.raises(ActivationError, match="LISTEN_FDS=2"):
+        passed_socket({"LISTEN_FDS": "2", "LISTEN_PID": str(os.getpid())})
+
+
+def test_a_socket_that_is_not_listening_is_refused():
+    saved = os.dup(3) if _is_open(3) else None
+    plain = socket.socket()
+    os.dup2(plain.fileno(), 3)
+    try:
+        with pytest.raises(ActivationError, match="not a listening"):
+            passed_socket({"LISTEN_FDS": "1", "LISTEN_PID": str(os.getpid())})
+    finally:
+        plain.close()
+        if saved is None:
+            os.close(3)
+        else:
+            os.dup2(saved, 3)
+            os.close(saved)
