@@ -11,7 +11,8 @@ from typing import Any, Callable
 from .config import KINDS, Config
 from .durations import format_duration
 from .fetcher import Outcome, SyncKey
-from .race_calendar import mode_at, next_live_window_start, next_mode_change, parse_calendar
+from .calendar_parse import parse_calendar
+from .race_calendar import mode_at, next_live_window_start, next_mode_change
 from .scheduler import Scheduler
 from .state import CalendarRecord, State
 from .workers import InlineExecutor

@@ -10,6 +10,7 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
+from .calendar_parse import parse_calendar
 from .clock import Clock, utc_year
 from .config import KINDS, Config
 from .durations import format_duration
@@ -23,7 +24,6 @@ from .race_calendar import (
     mode_at,
     next_live_window_start,
     next_mode_change,
-    parse_calendar,
 )
 from .state import CalendarRecord, ScheduleView, State, SyncRecord
 from .calendar_source import CalendarLoadError, CalendarSource
