@@ -1,4 +1,4 @@
-"""FetcherClient: calls, the success rule and failure reasons (SPEC.md §2, §6).
+"""FetcherClient: calls, the success rule and failure reasons, no environment proxies.
 
 The answers are the shapes the origin system's fetcher_service (FastAPI)
 sends: ``{"success": true, "source", "count", "timestamp"}`` on success and
@@ -447,3 +447,19 @@ def test_probe_without_answer_is_not_connected(mocked, client):
     mocked.get(f"{FETCHER}/health", body=requests.ConnectionError("Connection refused"))
 
     assert client.probe("/health") is False
+
+
+# -- closing -----------------------------------------------------------------
+
+
+def test_close_closes_the_session_and_its_pooled_connections(config, clock):
+    closed = []
+
+    class Session(requests.Session):
+        def close(self) -> None:
+            closed.append(True)
+            super().close()
+
+    client = FetcherClient(config.fetcher_url, config.fetch_paths, 3.0, 300.0, Session(), clock)
+    client.close()
+    assert closed == [True]
