@@ -76,9 +76,10 @@ def parse_calendar(body: object, logger: logging.Logger | None = None) -> Calend
     if not isinstance(body, dict):
         raise CalendarError(f"calendar body must be a JSON object or list, got {type(body).__name__}")
     if "MRData" in body:
-        table = body["MRData"].get("RaceTable") if isinstance(body["MRData"], dict) else None
+        mrdata = body["MRData"]
+        table = mrdata.get("RaceTable") if isinstance(mrdata, dict) else None
         races = table.get("Races") if isinstance(table, dict) else None
-        if not isinstance(races, list):
+        if not isinstance(table, dict) or not isinstance(races, list):
             raise CalendarError("Ergast calendar body has no MRData.RaceTable.Races list")
         default_season = _opt_int(table.get("season"))
         return _build(_parse_entries(races, _ergast_round, default_season, log), default_season)
@@ -109,7 +110,7 @@ def _parse_entries(entries: list, parse_one: _EntryParser, default_season: int |
     rounds: list[Round] = []
     seen: set[tuple[int, int]] = set()
     for entry in entries:
-        label = "?"
+        label: object = "?"
         if isinstance(entry, dict):
             label = entry.get("round", entry.get("round_id", "?"))
         try:
@@ -228,15 +229,16 @@ def _ergast_start(obj: dict) -> tuple[int, bool]:
     date_m = _DATE_RE.fullmatch(date_s) if isinstance(date_s, str) else None
     if date_m is None:
         raise _Skip(f"invalid date {date_s!r}")
-    hms = (0, 0, 0)
+    year, month, day = (int(g) for g in date_m.groups())
+    hour = minute = second = 0
     has_time = time_s not in (None, "")
     if has_time:
         time_m = _TIME_RE.fullmatch(time_s) if isinstance(time_s, str) else None
         if time_m is None:
             raise _Skip(f"invalid time {time_s!r}")
-        hms = tuple(int(g) for g in time_m.groups())
+        hour, minute, second = (int(g) for g in time_m.groups())
     try:
-        moment = datetime(*(int(g) for g in date_m.groups()), *hms, tzinfo=timezone.utc)
+        moment = datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
     except ValueError:
         raise _Skip(f"invalid date/time {date_s!r} {time_s!r}") from None
     return int(moment.timestamp()), has_time
