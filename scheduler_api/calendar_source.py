@@ -1,27 +1,31 @@
-"""CalendarSource: reads the race calendar body from CALENDAR_FILE or CALENDAR_URL."""
+"""CalendarSource: the race calendar from CALENDAR_FILE or CALENDAR_URL, fetched and parsed."""
 
 from __future__ import annotations
 
 import json
-import logging
 import string
 
 import requests
 
-logger = logging.getLogger(__name__)
+from .calendar_parse import parse_calendar
+from .race_calendar import Calendar
 
 
 class CalendarLoadError(Exception):
-    """The calendar could not be read (network, HTTP status, file, or not JSON)."""
+    """The calendar could not be loaded: network, HTTP status, file, not JSON, not a calendar, or no rounds.
+
+    Its message is one line saying why, naming the file or URL where it helps.
+    """
 
 
 class CalendarSource:
-    """Where the race calendar comes from (SPEC.md §4).
+    """Where the race calendar comes from.
 
     ``CALENDAR_FILE``, when set, replaces ``CALENDAR_URL`` and is re-read at
     every refresh. The URL is a template with ``{season}``; it is fetched
     with ``GET`` through a session that, unlike fetcher calls, honours
-    proxies from the environment (the default is a public API).
+    proxies from the environment (the default is the public Jolpica-F1 API).
+    See README, Configuration.
 
     Not thread-safe; the scheduler refreshes the calendar from one worker at
     a time.
@@ -44,6 +48,7 @@ class CalendarSource:
         self.session = session
         self.timeout = timeout
         self._last: tuple[bytes, object] | None = None
+        self._last_parsed: tuple[object, Calendar] | None = None
 
     def describe(self, season: int) -> str:
         """:returns: the file path or the URL for ``season``, for logs and ``/status``."""
@@ -51,12 +56,39 @@ class CalendarSource:
             return self.file_path
         return string.Formatter().vformat(self.url_template, (), {"season": season})
 
+    def load(self, season: int) -> tuple[Calendar, object]:
+        """Fetch and parse the calendar; refuse one without rounds.
+
+        Malformed entries are skipped with a warning by the parser and do not
+        fail the load; only a body with no usable round at all does.
+
+        :param season: the season to put in ``{season}``.
+        :returns: ``(calendar, body)``: the parsed calendar and its decoded
+            JSON body (what is persisted). When the bytes did not change since
+            the last successful load, the very same two objects as then, so
+            ``calendar is previous`` tells callers there is nothing to save.
+        :raises CalendarLoadError: on any failure, with a one-line reason:
+            the fetch failed, the body is not JSON, is not a calendar, or has
+            no rounds (``<file or URL>: no rounds``).
+        """
+        body = self.fetch(season)
+        if self._last_parsed is not None and self._last_parsed[0] is body:
+            return self._last_parsed[1], body
+        try:
+            calendar = parse_calendar(body)
+        except ValueError as exc:  # CalendarError included
+            raise CalendarLoadError(str(exc)) from None
+        if not calendar.rounds:
+            raise CalendarLoadError(f"{self.describe(season)}: no rounds")
+        self._last_parsed = (body, calendar)
+        return calendar, body
+
     def fetch(self, season: int) -> object:
         """Read and decode the calendar body.
 
         :param season: the season to put in ``{season}``.
         :returns: the decoded JSON body (shape detected later by
-            :func:`scheduler_api.race_calendar.parse_calendar`); the very same
+            :func:`scheduler_api.calendar_parse.parse_calendar`); the very same
             object as last time when the bytes did not change, so callers can
             skip parsing an unchanged calendar.
         :raises CalendarLoadError: on any failure, with a one-line reason.

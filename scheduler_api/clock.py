@@ -8,7 +8,7 @@ from typing import Protocol
 
 
 class Clock(Protocol):
-    """The two clocks every component takes as an argument (STYLE.md, Time).
+    """The two clocks every component takes as an argument; never mixed.
 
     ``monotonic()`` drives due times, waits, timeouts and backoff; it never
     jumps but does not advance while the machine is suspended.

@@ -1,4 +1,4 @@
-"""Frozen daemon configuration loaded from the environment and an optional .env file (SPEC.md §6)."""
+"""Frozen daemon configuration loaded from the environment and an optional .env file (see README, Configuration)."""
 
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ __all__ = [
     "load",
 ]
 
-#: The four sync kinds, in the order they are reported (SPEC.md §2).
+#: The four sync kinds, in the order they are reported in ``/status``, logs and ``plan``.
 KINDS: tuple[str, ...] = ("seasons", "rounds", "results", "standings")
 
-#: Fetcher call per kind, always POSTed to ``FETCHER_URL`` + path (SPEC.md §2).
+#: Fetcher call per kind, always POSTed to ``FETCHER_URL`` + path; ``FETCH_PATH_<KIND>`` overrides it.
 #: Read-only: a :class:`types.MappingProxyType`.
 DEFAULT_FETCH_PATHS: Mapping[str, str] = MappingProxyType(
     {
@@ -38,7 +38,7 @@ DEFAULT_FETCH_PATHS: Mapping[str, str] = MappingProxyType(
     }
 )
 
-#: The public Ergast-compatible Jolpica-F1 API (SPEC.md §4).
+#: The public Ergast-compatible Jolpica-F1 API, the source fetcher_service itself reads.
 DEFAULT_CALENDAR_URL = "https://api.jolpi.ca/ergast/f1/{season}.json"
 
 #: ``FETCH_PATH_<KIND>=off`` turns a kind off.
@@ -79,7 +79,7 @@ _EXPECT_OVERRIDES = "an existing readable JSON file of calendar overrides"
 
 
 class ConfigError(Exception):
-    """An invalid configuration value; start-up stops (SPEC.md §6).
+    """An invalid configuration value; start-up stops with exit status 2.
 
     ``__main__`` prints ``str(err)`` as one line and exits with status 2.
     The value is shown through :func:`repr`, so newlines and control
@@ -108,9 +108,8 @@ class Config:
     Build it with :func:`load` from the environment, or directly in tests
     (no validation then, except that ``fetch_paths`` is copied into a
     read-only mapping). Durations are seconds, float (``*_s``). Each field's
-    variable is named in SPEC.md §3 (intervals), §4 (calendar, leads and
-    tails), §6 (service settings) and §8 (``SHUTDOWN_GRACE``,
-    ``SCHEDULER_HTTP_TIMEOUT``).
+    comment names its variable; the README's Configuration section lists them
+    all with their defaults.
     """
 
     #: ``SCHEDULER_HOST``: address the HTTP API binds to.
@@ -121,11 +120,11 @@ class Config:
     fetcher_url: str = "http://127.0.0.1:8082"
     #: ``FETCHER_TIMEOUT``: deadline of a whole fetcher call (connect, send, wait, read), seconds.
     fetcher_timeout_s: float = 300.0
-    #: Connect timeout of a fetcher call, seconds; not configurable (SPEC.md §6).
+    #: Connect timeout of a fetcher call, seconds; not configurable.
     fetcher_connect_timeout_s: float = 3.0
     #: ``FETCHER_HEALTH_PATH``: probed with GET; any answer below 500 counts as connected.
     fetcher_health_path: str = "/health"
-    #: ``FETCHER_HEALTH_TTL``: minimum seconds between two connectivity probes (SPEC.md §5).
+    #: ``FETCHER_HEALTH_TTL``: minimum seconds between two connectivity probes for ``/health``.
     fetcher_health_ttl_s: float = 10.0
     #: ``FETCH_PATH_<KIND>``: kind -> path template with ``{season}``, ``{round}``, ``{session}``.
     #: Excluded from ``hash()`` because mapping proxies are unhashable.
@@ -201,7 +200,7 @@ class Config:
         return self.fetch_paths.get(kind) == OFF
 
     def interval_s(self, kind: str, race_weekend: bool, live: bool, settling: bool = False) -> float | None:
-        """The interval in force for ``kind`` in the given mode (SPEC.md §3 table).
+        """The interval in force for ``kind`` in the given mode (the table in README, What it does).
 
         ``seasons`` always uses ``seasons_interval_s``; ``rounds`` and
         ``standings`` depend on ``race_weekend`` only; ``results`` runs only
@@ -211,8 +210,8 @@ class Config:
         turned off (``FETCH_PATH_<KIND>=off``) has no interval (``None``).
 
         :param kind: one of :data:`KINDS`.
-        :param race_weekend: whether a race weekend is in progress (SPEC.md §4).
-        :param live: whether a session's live window is open (SPEC.md §4).
+        :param race_weekend: whether a race weekend is in progress (a live session counts as one).
+        :param live: whether a session's live window is open.
         :param settling: whether a session's results are settling after its live window.
         :returns: seconds between due times, float, or ``None`` when the kind is paused.
         :raises ValueError: if ``kind`` is not one of :data:`KINDS`.
@@ -446,7 +445,7 @@ _VARIABLES: frozenset[str] = frozenset(
 
 
 def _read_env_file(path: str) -> dict[str, str | None]:
-    """Read a .env file literally: BOM dropped, no ``${VAR}`` expansion (SPEC.md §6)."""
+    """Read a .env file literally: BOM dropped, no ``${VAR}`` expansion, so a token containing ``$`` survives."""
     try:
         with open(path, encoding="utf-8-sig") as stream:
             text = stream.read()
@@ -464,7 +463,7 @@ def _default_state_file(state_directory: str) -> str:
 
 
 def load(environ: Mapping[str, str], env_file: str | None = None) -> Config:
-    """Build a :class:`Config` from environment variables (SPEC.md §6).
+    """Build a :class:`Config` from environment variables; the real environment wins over the .env file.
 
     Values come from ``environ`` and, when ``env_file`` is given, from that
     .env file, read as UTF-8 with an optional byte-order mark and taken
@@ -476,7 +475,7 @@ def load(environ: Mapping[str, str], env_file: str | None = None) -> Config:
     (plus ``STATE_DIRECTORY``) are read. Durations go through
     :func:`~scheduler_api.durations.parse_duration` and must lie between 1ms
     and 365d. ``CALENDAR_FILE`` is checked to be a readable file now; when set
-    it replaces ``CALENDAR_URL`` (SPEC.md §4). Neither ``environ`` nor
+    it replaces ``CALENDAR_URL``. Neither ``environ`` nor
     ``os.environ`` is modified.
 
     :param environ: the process environment, e.g. ``os.environ``.

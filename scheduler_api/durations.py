@@ -1,4 +1,4 @@
-"""Duration strings such as "1h30m" <-> seconds (SPEC.md §3, §5); pure, stdlib only."""
+"""Duration strings such as "1h30m" <-> seconds, for the configuration and ``/status``; pure, stdlib only."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 
 __all__ = ["DurationError", "parse_duration", "format_duration"]
 
-# Units in strictly decreasing order, each at most once (SPEC.md §3).
+# Units in strictly decreasing order; a duration uses each at most once.
 _UNITS_MS: tuple[tuple[str, int], ...] = (
     ("d", 86_400_000),
     ("h", 3_600_000),
@@ -40,7 +40,7 @@ class DurationError(ValueError):
 
 
 def parse_duration(text: str) -> float:
-    """Parse a duration as written in the configuration (SPEC.md §3).
+    """Parse a duration as written in the configuration (``500ms``, ``30s``, ``1h30m``, a bare number of seconds).
 
     Accepted forms, surrounding whitespace ignored:
 
@@ -91,7 +91,7 @@ def parse_duration(text: str) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """Format seconds in the shortest unit form (SPEC.md §5).
+    """Format seconds in the shortest unit form, as ``/status`` and ``plan`` show intervals.
 
     The value is rounded to whole milliseconds first, then written with the
     largest units that fit and zero parts left out: 30 -> ``"30s"``,

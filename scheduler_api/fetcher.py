@@ -1,4 +1,4 @@
-"""FetcherClient: one sync call to fetcher_service over a requests.Session, returned as an Outcome."""
+"""Sync calls to fetcher_service: SyncKey, Outcome, the SyncClient protocol and FetcherClient over requests."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import logging
 import string
 import urllib.parse
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Protocol
 
 import requests
 
@@ -16,12 +16,12 @@ from .clock import Clock
 
 logger = logging.getLogger(__name__)
 
-REASON_MAX_CHARS = 200  # SPEC.md §2: reasons are cut to 200 characters
+REASON_MAX_CHARS = 200  # a failure reason is one line of at most this many characters
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class SyncKey:
-    """What one sync fetches: a kind and its parameters (SPEC.md §2).
+    """What one sync fetches: a kind and its parameters (see README, What it does).
 
     At most one sync per key is in flight at a time.
 
@@ -48,7 +48,7 @@ class SyncKey:
 class Outcome:
     """The result of one sync attempt.
 
-    :ivar outcome: ``ok``, ``failed`` or ``timeout`` (SPEC.md §7).
+    :ivar outcome: ``ok``, ``failed`` or ``timeout``, as logged (``outcome=``) and kept in the history.
     :ivar http_status: fetcher_service's HTTP status, or None when it sent no answer.
     :ivar error: why it failed, one line of at most 200 characters, or None.
     :ivar duration_ms: wall duration of the call, milliseconds.
@@ -68,7 +68,8 @@ class Outcome:
 
     @property
     def fetcher_called(self) -> bool:
-        """:returns: True when fetcher_service sent an HTTP answer (SPEC.md §5)."""
+        """:returns: True when fetcher_service sent an HTTP answer, whatever its status
+        (what ``/health`` counts as connected)."""
         return self.http_status is not None
 
 
@@ -76,7 +77,8 @@ def make_session() -> requests.Session:
     """Build the session for one worker thread.
 
     Proxies and ``.netrc`` from the environment are ignored (``trust_env``
-    off): fetcher_service is a sibling, usually on loopback (SPEC.md §6).
+    off): fetcher_service is a sibling service, usually on loopback, so
+    calls to it never go through an ``HTTP_PROXY`` set in the environment.
 
     :returns: a new :class:`requests.Session`, not shared between threads.
     """
@@ -97,7 +99,8 @@ def body_message(body: object) -> str | None:
     """The human reason in an error body: ``message``, ``detail`` or ``error``.
 
     FastAPI sends ``detail`` as a string for 400/404/405/500 and as a list of
-    validation objects (``{"loc", "msg", "type"}``) for 422 (SPEC.md §2).
+    validation objects (``{"loc", "msg", "type"}``) for 422, rendered as
+    ``query.season: Field required``.
 
     :param body: the decoded JSON body.
     :returns: the reason as text, or None when there is none.
@@ -146,7 +149,7 @@ def parse_retry_after(value: str | None, now_ts: float) -> float | None:
 
 
 def build_path(template: str, key: SyncKey, session_name: str | None) -> str:
-    """Fill a ``FETCH_PATH_*`` template (SPEC.md §2).
+    """Fill a ``FETCH_PATH_*`` template (see README, Configuration).
 
     Placeholders are ``{season}``, ``{round}`` and ``{session}``. A query
     parameter whose value is a placeholder with nothing to put in it (no live
@@ -174,14 +177,37 @@ def build_path(template: str, key: SyncKey, session_name: str | None) -> str:
     return path + ("?" + "&".join(pairs) if pairs else "")
 
 
+class SyncClient(Protocol):
+    """What a worker calls to run syncs: :class:`FetcherClient`, or a stand-in such as ``plan``'s recorder.
+
+    One client per worker thread; an implementation need not be thread-safe.
+    """
+
+    def sync(
+        self, key: SyncKey, session_name: str | None = None, before_send: Callable[[], None] | None = None
+    ) -> Outcome:
+        """Run one sync and judge it; never raises for fetcher faults (see :meth:`FetcherClient.sync`).
+
+        :param key: what to fetch.
+        :param session_name: the live session type for ``{session}``, or None.
+        :param before_send: called once, just before the call goes out.
+        :returns: the :class:`Outcome`.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release what the client holds (its HTTP connections); the client is not used afterwards."""
+        ...
+
+
 class FetcherClient:
-    """Calls fetcher_service for one worker thread.
+    """Calls fetcher_service for one worker thread; a :class:`SyncClient`.
 
     Not thread-safe: each worker builds its own with its own session
     (requests does not document ``Session`` as thread-safe).
 
     :param base_url: ``FETCHER_URL`` without a trailing slash.
-    :param fetch_paths: kind -> path template (SPEC.md §2).
+    :param fetch_paths: kind -> path template (``FETCH_PATH_*``, see README, Configuration).
     :param connect_timeout_s: connect timeout, seconds.
     :param read_timeout_s: read timeout, seconds (``FETCHER_TIMEOUT``).
     :param session: the worker's :class:`requests.Session`.
@@ -206,7 +232,7 @@ class FetcherClient:
     def sync(
         self, key: SyncKey, session_name: str | None = None, before_send: Callable[[], None] | None = None
     ) -> Outcome:
-        """POST one sync to fetcher_service and judge the answer (SPEC.md §2).
+        """POST one sync to fetcher_service and judge the answer.
 
         Success is a 2xx answer whose body, if it is a JSON object with a
         boolean ``success``, has it true. Never raises for fetcher faults:
@@ -245,7 +271,7 @@ class FetcherClient:
         return judge(response, duration_ms, self.clock.now_ts())
 
     def probe(self, health_path: str) -> bool:
-        """GET ``{FETCHER_URL}{FETCHER_HEALTH_PATH}`` (SPEC.md §5).
+        """GET ``{FETCHER_URL}{FETCHER_HEALTH_PATH}``, for ``/health`` when no sync spoke to it lately.
 
         :returns: True when fetcher_service answered with a status below 500.
         """
@@ -258,9 +284,17 @@ class FetcherClient:
         response.close()
         return response.status_code < 500
 
+    def close(self) -> None:
+        """Close the session and its pooled connections; the client is not used afterwards."""
+        self.session.close()
+
 
 def judge(response: requests.Response, duration_ms: int, now_ts: float) -> Outcome:
-    """Turn fetcher_service's HTTP answer into an :class:`Outcome` (SPEC.md §2).
+    """Turn fetcher_service's HTTP answer into an :class:`Outcome`.
+
+    Success is a 2xx answer whose body, if it is a JSON object with a boolean
+    ``success``, has it true; anything else fails, with a reason quoting the
+    status and the body's ``message``/``detail``/``error`` when there is one.
 
     :param response: the answer.
     :param duration_ms: how long the call took, milliseconds.

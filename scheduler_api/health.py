@@ -10,7 +10,7 @@ from .fetcher import FetcherClient
 
 
 class FetcherHealth:
-    """Tracks fetcher_service connectivity for ``/health`` (SPEC.md §5).
+    """Tracks fetcher_service connectivity for ``/health`` (see README, HTTP API).
 
     Connected means fetcher_service sent an HTTP answer, whatever its status.
     Every sync reports its exchange with :meth:`record`. When the last
@@ -42,7 +42,6 @@ class FetcherHealth:
         self._connected: bool | None = None
         self._checked_mono: float | None = None
         self._probing = False
-        self.probes = 0
 
     def record(self, answered: bool) -> None:
         """Note one exchange with fetcher_service: did it send an HTTP answer?"""
@@ -58,7 +57,6 @@ class FetcherHealth:
             start_probe = stale and not self._probing
             if start_probe:
                 self._probing = True
-                self.probes += 1
             value = self._connected
         if start_probe:
             self._submit(self._probe)

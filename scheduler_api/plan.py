@@ -11,7 +11,8 @@ from typing import Any, Callable
 from .config import KINDS, Config
 from .durations import format_duration
 from .fetcher import Outcome, SyncKey
-from .race_calendar import mode_at, next_live_window_start, next_mode_change, parse_calendar
+from .calendar_parse import parse_calendar
+from .race_calendar import mode_at, next_live_window_start, next_mode_change
 from .scheduler import Scheduler
 from .state import CalendarRecord, State
 from .workers import InlineExecutor
@@ -33,16 +34,19 @@ class _SimClock:
 
 
 class _RecordingClient:
-    """Stands in for FetcherClient: records each sync with its due time and succeeds."""
+    """A :class:`SyncClient` standing in for FetcherClient: records each sync with its due time and succeeds."""
 
     def __init__(self, clock: _SimClock) -> None:
         self.clock = clock
         self.syncs: list[dict[str, Any]] = []
-        self.session = self
 
     def sync(
         self, key: SyncKey, session_name: str | None = None, before_send: Callable[[], None] | None = None
     ) -> Outcome:
+        """Record the sync at the simulated instant; calls nothing.
+
+        :returns: an ``ok`` :class:`Outcome` with status 200 and no duration.
+        """
         self.syncs.append({"kind": key.kind, "due_at": int(self.clock.now), "season": key.season, "round": key.round})
         return Outcome("ok", 200, None, 0)
 
@@ -72,7 +76,7 @@ def parse_instant(text: str) -> int:
 
 
 def build_plan(config: Config, calendar_body: Any | None, at_ts: int, hours: float = DEFAULT_HOURS) -> dict[str, Any]:
-    """Simulate the scheduler from a fresh start at ``at_ts`` for ``hours`` (SPEC.md §9).
+    """Simulate the scheduler from a fresh start at ``at_ts`` for ``hours``, calling nothing.
 
     Uses the real :class:`Scheduler` with a simulated clock and a client that
     succeeds at once, so the plan follows exactly the daemon's rules (catch-up
@@ -94,7 +98,7 @@ def build_plan(config: Config, calendar_body: Any | None, at_ts: int, hours: flo
         state.set_calendar(CalendarRecord(calendar_body, "plan", at_ts))
     client = _RecordingClient(clock)
     scheduler = Scheduler(
-        config, state, clock, InlineExecutor(client), lambda: client, random.Random(0)  # type: ignore[arg-type]
+        config, state, clock, InlineExecutor(client), lambda: client, random.Random(0)
     )
     windows = scheduler.windows
     quiet = logging.getLogger("scheduler_api")

@@ -10,10 +10,11 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
+from .calendar_parse import parse_calendar
 from .clock import Clock, utc_year
 from .config import KINDS, Config
 from .durations import format_duration
-from .fetcher import FetcherClient, Outcome, SyncKey
+from .fetcher import Outcome, SyncClient, SyncKey
 from .health import FetcherHealth
 from .race_calendar import (
     Calendar,
@@ -23,7 +24,6 @@ from .race_calendar import (
     mode_at,
     next_live_window_start,
     next_mode_change,
-    parse_calendar,
 )
 from .state import CalendarRecord, ScheduleView, State, SyncRecord
 from .calendar_source import CalendarLoadError, CalendarSource
@@ -36,9 +36,9 @@ NO_CALENDAR_RETRY_S = 300.0
 
 
 class Executor(Protocol):
-    """Runs a piece of work with a worker's :class:`FetcherClient`."""
+    """Runs a piece of work with a worker's :class:`SyncClient`."""
 
-    def submit(self, work: Callable[[FetcherClient], None]) -> None: ...
+    def submit(self, work: Callable[[SyncClient], None]) -> None: ...
 
 
 def next_slot(due_mono: float, interval_s: float, now_mono: float) -> tuple[float, int]:
@@ -146,7 +146,7 @@ class Scheduler:
         state: State,
         clock: Clock,
         executor: Executor,
-        client_factory: Callable[[], FetcherClient],
+        client_factory: Callable[[], SyncClient],
         rng: random.Random,
         calendar_source: CalendarSource | None = None,
         health: FetcherHealth | None = None,
@@ -369,7 +369,7 @@ class Scheduler:
             try:
                 self._run(client, key, session_name, "manual", 1, flight)
             finally:
-                client.session.close()
+                client.close()
         flight.done.wait()
         if flight.outcome is None:  # pragma: no cover - _run always sets it
             return Outcome("failed", None, "internal error", 0), joined
@@ -531,7 +531,7 @@ class Scheduler:
     # -- work (runs on a worker, or on the manual trigger's thread) ------
 
     def _run(
-        self, client: FetcherClient, key: SyncKey, session_name: str | None, trigger: str, attempt: int,
+        self, client: SyncClient, key: SyncKey, session_name: str | None, trigger: str, attempt: int,
         flight: _Flight, due_mono: float | None = None,
     ) -> None:
         started_ts = [self.clock.now_ts()]

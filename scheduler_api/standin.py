@@ -34,7 +34,9 @@ class Call:
 
 
 class FetcherStandIn:
-    """Answers like the origin system's fetcher_service (FastAPI, SPEC.md §2).
+    """Answers like the origin system's fetcher_service, a FastAPI app.
+
+    See README, The origin system's fetcher and content API.
 
     ``POST /fetch/...`` answers ``{"success": true, "source": "demo", "count":
     N, "timestamp": unix}``; ``GET /health`` answers ``{"status": "healthy"}``;

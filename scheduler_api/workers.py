@@ -7,7 +7,7 @@ import queue
 import threading
 from typing import Callable
 
-from .fetcher import FetcherClient
+from .fetcher import FetcherClient, SyncClient
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class WorkerPool:
                 except Exception:
                     logger.exception("worker error")
         finally:
-            client.session.close()
+            client.close()
 
     def shutdown(self, grace_s: float, monotonic: Callable[[], float]) -> list[str]:
         """Ask workers to stop once idle and wait up to ``grace_s`` for them.
@@ -82,9 +82,9 @@ class InlineExecutor:
     :param client: the client passed to every piece of work.
     """
 
-    def __init__(self, client: FetcherClient) -> None:
+    def __init__(self, client: SyncClient) -> None:
         self.client = client
 
-    def submit(self, work: Work) -> None:
+    def submit(self, work: Callable[[SyncClient], None]) -> None:
         """Run ``work(client)`` now."""
         work(self.client)

@@ -1,4 +1,4 @@
-"""Tests for scheduler_api.config (SPEC.md §3, §4, §6, §8)."""
+"""Tests for scheduler_api.config: intervals, calendar, leads and tails, service settings, shutdown."""
 
 from __future__ import annotations
 
@@ -198,7 +198,7 @@ def test_calendar_file_must_exist_at_load_time(tmp_path: Path) -> None:
     assert error_for({"CALENDAR_FILE": str(tmp_path)}).variable == "CALENDAR_FILE"
 
 
-# -- intervals (SPEC.md §3 table) -----------------------------------------
+# -- intervals (the README's table) ---------------------------------------
 
 
 def test_interval_follows_spec_table() -> None:

@@ -1,4 +1,4 @@
-"""Tests for scheduler_api.durations (SPEC.md §3 duration syntax, §5 interval display)."""
+"""Tests for scheduler_api.durations: the duration syntax of the configuration and the interval display."""
 
 from __future__ import annotations
 
@@ -125,12 +125,12 @@ def test_format_rejects_negative_and_non_finite(seconds: float) -> None:
         format_duration(seconds)
 
 
-# Every default of SPEC.md §3 (intervals), §4 (leads, tails, calendar
-# refresh), §6 (fetcher timeout, health TTL) and §8 (shutdown grace, HTTP timeout).
-SPEC_DEFAULTS = ["6h", "30s", "30m", "5m", "1h", "12h", "300s", "10s"]
+# Every default duration: intervals; leads, tails and calendar refresh;
+# fetcher timeout and health TTL; shutdown grace and HTTP timeout.
+DEFAULT_DURATIONS = ["6h", "30s", "30m", "5m", "1h", "12h", "300s", "10s"]
 
 
-@pytest.mark.parametrize("text", SPEC_DEFAULTS)
+@pytest.mark.parametrize("text", DEFAULT_DURATIONS)
 def test_spec_defaults_round_trip(text: str) -> None:
     assert parse_duration(format_duration(parse_duration(text))) == parse_duration(text)
 

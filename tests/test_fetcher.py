@@ -1,4 +1,4 @@
-"""FetcherClient: calls, the success rule and failure reasons (SPEC.md §2, §6).
+"""FetcherClient: calls, the success rule and failure reasons, no environment proxies.
 
 The answers are the shapes the origin system's fetcher_service (FastAPI)
 sends: ``{"success": true, "source", "count", "timestamp"}`` on success and
@@ -393,42 +393,20 @@ def test_connection_refused_is_failed_without_http_status(clock):
     assert outcome.error == "no answer: connection refused"
 
 
-def test_read_timeout_is_outcome_timeout(mocked, client):
-    mocked.post(f"{FETCHER}/fetch/seasons", body=requests.ReadTimeout("read timed out"))
+@pytest.mark.parametrize(("fault", "outcome", "error"), [
+    (requests.ReadTimeout("read timed out"), "timeout", "no answer: read timeout after 300s"),
+    (requests.ConnectTimeout("connect timed out"), "timeout", "no answer: connect timeout after 3s"),
+    (requests.ConnectionError("('Connection aborted.', ConnectionResetError(104, 'Connection reset by peer'))"),
+     "failed", "no answer: connection reset"),
+    (requests.exceptions.ChunkedEncodingError("broken chunk"), "failed", "no answer: ChunkedEncodingError: broken chunk"),
+], ids=["read-timeout", "connect-timeout", "connection-reset", "other-request-error"])
+def test_no_answer_is_a_timeout_or_failure_with_its_reason_never_raised(mocked, client, fault, outcome, error):
+    mocked.post(f"{FETCHER}/fetch/seasons", body=fault)
 
-    outcome = client.sync(SyncKey("seasons"))
+    result = client.sync(SyncKey("seasons"))
 
-    assert outcome.outcome == "timeout"
-    assert outcome.http_status is None
-    assert outcome.fetcher_called is False
-    assert outcome.error == "no answer: read timeout after 300s"
-
-
-def test_connect_timeout_is_outcome_timeout(mocked, client):
-    mocked.post(f"{FETCHER}/fetch/seasons", body=requests.ConnectTimeout("connect timed out"))
-
-    outcome = client.sync(SyncKey("seasons"))
-
-    assert (outcome.outcome, outcome.http_status) == ("timeout", None)
-    assert outcome.error == "no answer: connect timeout after 3s"
-
-
-def test_connection_reset_is_failed_without_http_status(mocked, client):
-    mocked.post(f"{FETCHER}/fetch/seasons",
-                body=requests.ConnectionError("('Connection aborted.', ConnectionResetError(104, 'Connection reset by peer'))"))
-
-    outcome = client.sync(SyncKey("seasons"))
-
-    assert (outcome.outcome, outcome.http_status, outcome.error) == ("failed", None, "no answer: connection reset")
-
-
-def test_other_request_errors_are_failed_not_raised(mocked, client):
-    mocked.post(f"{FETCHER}/fetch/seasons", body=requests.exceptions.ChunkedEncodingError("broken chunk"))
-
-    outcome = client.sync(SyncKey("seasons"))
-
-    assert (outcome.outcome, outcome.http_status) == ("failed", None)
-    assert outcome.error == "no answer: ChunkedEncodingError: broken chunk"
+    assert (result.outcome, result.http_status, result.error) == (outcome, None, error)
+    assert result.fetcher_called is False
 
 
 # -- health probe -----------------------------------------------------------------
@@ -447,3 +425,19 @@ def test_probe_without_answer_is_not_connected(mocked, client):
     mocked.get(f"{FETCHER}/health", body=requests.ConnectionError("Connection refused"))
 
     assert client.probe("/health") is False
+
+
+# -- closing -----------------------------------------------------------------
+
+
+def test_close_closes_the_session_and_its_pooled_connections(config, clock):
+    closed = []
+
+    class Session(requests.Session):
+        def close(self) -> None:
+            closed.append(True)
+            super().close()
+
+    client = FetcherClient(config.fetcher_url, config.fetch_paths, 3.0, 300.0, Session(), clock)
+    client.close()
+    assert closed == [True]

@@ -1,4 +1,4 @@
-"""``scheduler-api plan`` (SPEC.md §9) on the real 2026 calendar."""
+"""``scheduler-api plan``, the dry run of the real scheduler, on the real 2026 calendar."""
 
 from __future__ import annotations
 
