@@ -11,13 +11,13 @@ import os
 from scheduler_api.__main__ import main
 
 from conftest import ts
+from harness import clean_env
 
 
 def test_plan_command_prints_json_from_bundled_calendar(capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # ergast-2026.json is not here: the bundled copy is used
-    for name in list(os.environ):
-        if name.startswith(("SCHEDULER_", "FETCH", "CALENDAR_", "STATE_", "ROUNDS_", "RESULTS_", "STANDINGS_")):
-            monkeypatch.delenv(name)
+    for name in set(os.environ) - set(clean_env()):  # the allow-list of the process tests, here too
+        monkeypatch.delenv(name)
     assert main(["plan", "--at", "2026-12-06T13:30:00Z", "--calendar", "ergast-2026.json", "--json",
                  "--hours", "1"]) == 0
     plan = json.loads(capsys.readouterr().out)
