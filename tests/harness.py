@@ -266,6 +266,8 @@ def daemon(request: pytest.FixtureRequest, tmp_path: pathlib.Path,
 class NotifySocket:
     """Plays systemd's side of sd_notify(3): a bound ``AF_UNIX`` datagram socket.
 
+    Not thread-safe: the test thread alone receives and reads :attr:`messages`.
+
     :param address: a filesystem path, or ``@name`` for an abstract socket.
     """
 
@@ -313,6 +315,7 @@ class NotifySocket:
                 if line == assignment or (assignment.endswith("=") and line.startswith(assignment))]
 
     def close(self) -> None:
+        """Close the socket; later notifications from the daemon fail to send, and it carries on."""
         self.sock.close()
 
 
