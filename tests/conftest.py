@@ -124,9 +124,6 @@ class Harness:
                 return
             self.clock.advance(max(0.0, next_mono - self.clock.mono))
 
-    def status(self) -> Any:
-        return self.state.snapshot()
-
 
 @pytest.fixture
 def harness(config: Config, clock: FakeClock, rng: random.Random) -> Callable[..., Harness]:
