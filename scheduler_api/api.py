@@ -267,7 +267,9 @@ class App:
         if round_ is None:
             round_ = self.scheduler.default_round(season)
             if round_ is None:
-                raise HttpError(400, f"round unknown: no live or past round of season {season} in the calendar; pass round=")
+                raise HttpError(
+                    400, f"round unknown: no live or past round of season {season} in the calendar; pass round="
+                )
         return SyncKey(kind, season, round_)
 
     # -- readers ---------------------------------------------------------
@@ -379,9 +381,8 @@ def _reject_unknown(request: Request, allowed: tuple[str, ...]) -> None:
     """:raises HttpError: 400 naming the first (alphabetically) query parameter not in ``allowed``."""
     unknown = sorted(set(request.query) - set(allowed))
     if unknown:
-        raise HttpError(
-            400, f"unknown parameter {unknown[0]!r}" + (f"; allowed: {', '.join(allowed)}" if allowed else "; none allowed")
-        )
+        listed = f"; allowed: {', '.join(allowed)}" if allowed else "; none allowed"
+        raise HttpError(400, f"unknown parameter {unknown[0]!r}{listed}")
 
 
 def _failure_status(outcome: Outcome) -> int:
