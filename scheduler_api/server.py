@@ -315,7 +315,9 @@ class Handler(BaseHTTPRequestHandler):
             body ends (or the socket times out) before its announced length.
         """
         length = body_length(head.headers)
-        if length and expects_continue(head.headers):
+        if not length:
+            return
+        if expects_continue(head.headers):
             self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         received = 0
         try:
