@@ -50,8 +50,10 @@ class HandlerHost(Protocol):
     """What a :class:`Handler` reads from ``self.server``; :class:`ApiServer` provides it.
 
     :ivar app: answers requests.
-    :ivar admission: held while a request is parsed, routed and encoded
-        (not while a trigger waits, nor for socket reads and writes).
+    :ivar admission: held while a request is parsed, routed and encoded; not
+        while its head is read or its answer written, nor while a ``POST``
+        (a trigger) waits. A body announced on a ``GET`` or ``HEAD`` is
+        drained under it.
     :ivar http_timeout_s: per-connection socket timeout, seconds.
     """
 
