@@ -1,9 +1,16 @@
-"""The JSON API: route table, parameter validation and the answers of each endpoint (SPEC.md §5)."""
+"""The JSON API: the route table, parameter checks and the answer of each endpoint.
+
+Routes are pure in the sense that matters for tests: ``(method, target,
+authorization)`` in, ``(status, body, headers)`` out, no sockets (the
+transport is :mod:`server`). The endpoints and their answers are described
+in the README, HTTP API.
+"""
 
 from __future__ import annotations
 
+import functools
 import hmac
-import logging
+import types
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -13,10 +20,9 @@ from .config import KINDS, Config
 from .durations import format_duration
 from .fetcher import Outcome, SyncKey
 from .health import FetcherHealth
+from .httphead import HttpError
 from .scheduler import Scheduler
 from .state import State
-
-logger = logging.getLogger(__name__)
 
 HISTORY_DEFAULT_LIMIT = 50
 HISTORY_MAX_LIMIT = 500
@@ -25,13 +31,31 @@ MAX_ROUND = 99
 MAX_DIGITS = 4
 
 
-class BadRequest(Exception):
-    """A request the API refuses; carries the HTTP status and message."""
+@dataclass(frozen=True)
+class Trigger:
+    """How one ``POST /trigger/<kind>`` reads its parameters and words its answers.
 
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+    Every parameter a trigger allows is optional: ``season`` defaults to the
+    season the schedule uses (the calendar's, else the UTC year), ``round``
+    to the live or most recent round of that season in the calendar (400
+    when there is none).
+
+    :ivar params: the query parameters allowed, in the order the 400 message lists them.
+    :ivar success: the exact success message; ``{season}`` and ``{round}`` are filled in.
+    :ivar name: the kind as the failure message starts, e.g. ``Rounds sync failed: ...``.
+    """
+
+    params: tuple[str, ...]
+    success: str
+    name: str
+
+
+TRIGGERS: Mapping[str, Trigger] = types.MappingProxyType({
+    "seasons": Trigger((), "Season sync triggered", "Season"),
+    "rounds": Trigger(("season",), "Rounds sync triggered for season {season}", "Rounds"),
+    "results": Trigger(("season", "round"), "Results sync triggered for round {round}", "Results"),
+    "standings": Trigger(("season",), "Standings sync triggered", "Standings"),
+})
 
 
 @dataclass(frozen=True)
@@ -50,19 +74,19 @@ Response = tuple[int, dict[str, Any]]
 
 
 def parse_query(raw: str) -> dict[str, str]:
-    """Decode a query string strictly (SPEC.md §5).
+    """Decode a query string strictly.
 
     Only ``&`` separates pairs; a pair needs ``=``; percent-escapes must be
     UTF-8; a name may appear once; values may not be empty.
 
     :param raw: the part after ``?``, undecoded.
     :returns: name -> value.
-    :raises BadRequest: on anything else.
+    :raises HttpError: on anything else.
     """
     if raw == "":
         return {}
     if ";" in raw:
-        raise BadRequest("query separator ';' is not allowed; use '&'")
+        raise HttpError(400, "query separator ';' is not allowed; use '&'")
     result: dict[str, str] = {}
     for pair in raw.split("&"):
         name_raw, sep, value_raw = pair.partition("=")
@@ -70,28 +94,30 @@ def parse_query(raw: str) -> dict[str, str]:
             name = urllib.parse.unquote_plus(name_raw, errors="strict")
             value = urllib.parse.unquote_plus(value_raw, errors="strict")
         except UnicodeDecodeError:
-            raise BadRequest("query is not valid UTF-8 after percent-decoding") from None
+            raise HttpError(400, "query is not valid UTF-8 after percent-decoding") from None
         if not sep or name == "":
-            raise BadRequest(f"malformed query parameter {pair[:40]!r}")
+            raise HttpError(400, f"malformed query parameter {pair[:40]!r}")
         if name in result:
-            raise BadRequest(f"parameter {name!r} is repeated")
+            raise HttpError(400, f"parameter {name!r} is repeated")
         if value == "":
-            raise BadRequest(f"parameter {name!r} is empty")
+            raise HttpError(400, f"parameter {name!r} is empty")
         result[name] = value
     return result
 
 
 def parse_number(name: str, value: str, low: int, high: int) -> int:
-    """Read a parameter that must be plain ASCII digits within ``[low, high]`` (SPEC.md §5).
+    """Read a parameter that must be plain ASCII digits within ``[low, high]``.
 
-    :raises BadRequest: for signs, spaces, other digits, decimals, overlong
+    ``+2025``, `` 2025``, fullwidth digits and ``2025.0`` are all refused.
+
+    :raises HttpError: for signs, spaces, other digits, decimals, overlong
         numbers or values out of range.
     """
     if not (value.isascii() and value.isdigit()) or len(value) > MAX_DIGITS:
-        raise BadRequest(f"{name} must be plain digits from {low} to {high}, got {value[:20]!r}")
+        raise HttpError(400, f"{name} must be plain digits from {low} to {high}, got {value[:20]!r}")
     number = int(value)
     if not low <= number <= high:
-        raise BadRequest(f"{name} must be from {low} to {high}, got {number}")
+        raise HttpError(400, f"{name} must be from {low} to {high}, got {number}")
     return number
 
 
@@ -126,29 +152,32 @@ class App:
         self.ticker_alive = ticker_alive
         self.started_ts = clock.now_ts()
         self.routes: dict[str, dict[str, Callable[[Request], Response]]] = {
-            "/trigger/seasons": {"POST": self.trigger_seasons},
-            "/trigger/rounds": {"POST": self.trigger_rounds},
-            "/trigger/results": {"POST": self.trigger_results},
-            "/trigger/standings": {"POST": self.trigger_standings},
+            f"/trigger/{kind}": {"POST": functools.partial(self.trigger, kind)} for kind in TRIGGERS
+        }
+        self.routes.update({
             "/status": {"GET": self.status},
             "/health": {"GET": self.health_check},
             "/history": {"GET": self.history},
-        }
+        })
 
     def now(self) -> int:
         """:returns: now, UTC unix seconds, int."""
         return int(self.clock.now_ts())
 
     def error(self, status: int, message: str) -> Response:
-        """:returns: the error body every error uses (SPEC.md §5)."""
+        """:returns: the body every error answer has: ``success`` false, the ``message`` and a ``timestamp``."""
         return status, {"success": False, "message": message, "timestamp": self.now()}
 
     def handle(self, method: str, target: str, authorization: str | None = None) -> tuple[int, dict, dict]:
         """Route one request.
 
+        An unknown path is 404 whatever the method; a known path asked with
+        a method it does not take is 405 with ``Allow``; a refused request is
+        answered by its :class:`HttpError` (401 adds ``WWW-Authenticate``).
+
         :param method: ``GET``, ``HEAD`` or ``POST`` (``HEAD`` is routed as ``GET``).
-        :param target: the request target, path and query.
-        :param authorization: the ``Authorization`` header.
+        :param target: the request target, path and query, undecoded.
+        :param authorization: the ``Authorization`` header, or None.
         :returns: ``(status, body, extra headers)``.
         """
         path, _, raw_query = target.partition("?")
@@ -163,13 +192,42 @@ class App:
         try:
             request = Request(parse_query(raw_query), authorization)
             return (*route(request), {})
-        except BadRequest as exc:
+        except HttpError as exc:
             headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
             return (*self.error(exc.status, exc.message), headers)
 
     # -- triggers --------------------------------------------------------
 
+    def trigger(self, kind: str, request: Request) -> Response:
+        """``POST /trigger/<kind>``: run one manual sync and wait for its outcome.
+
+        Parameters are checked first (400), then the token (401), then the
+        defaults are found (see :class:`Trigger`); nothing is called on any
+        of these errors. A failed sync is 502, or 504 when fetcher_service
+        did not answer in time, with the reason in the message.
+
+        :param kind: a key of :data:`TRIGGERS`.
+        :param request: the decoded query and the ``Authorization`` header.
+        :raises HttpError: 400 for a bad or unknown parameter or an unknown
+            default round, 401 for a missing or wrong token.
+        """
+        route = TRIGGERS[kind]
+        params = self._trigger_params(request, route.params)
+        self._authorize(request)
+        key = self._sync_key(kind, route.params, params)
+        outcome, _joined = self.scheduler.trigger(key)
+        if outcome.ok:
+            message = route.success.format(season=key.season, round=key.round)
+            return 200, {"success": True, "message": message, "fetcher_called": True, "timestamp": self.now()}
+        return _failure_status(outcome), {
+            "success": False,
+            "message": f"{route.name} sync failed: {outcome.error}",
+            "fetcher_called": outcome.fetcher_called,
+            "timestamp": self.now(),
+        }
+
     def _authorize(self, request: Request) -> None:
+        """:raises HttpError: 401 unless a token is unset or ``Bearer <token>`` matches (in constant time)."""
         token = self.config.token
         if not token:
             return
@@ -178,14 +236,14 @@ class App:
         if scheme.lower() != "bearer" or not hmac.compare_digest(
             value.strip().encode("utf-8", "surrogateescape"), token.encode("utf-8")
         ):
-            raise BadRequest("missing or wrong bearer token", 401)
+            raise HttpError(401, "missing or wrong bearer token")
 
-    def _params(self, request: Request, allowed: tuple[str, ...]) -> dict[str, int]:
-        unknown = sorted(set(request.query) - set(allowed))
-        if unknown:
-            raise BadRequest(
-                f"unknown parameter {unknown[0]!r}" + (f"; allowed: {', '.join(allowed)}" if allowed else "; none allowed")
-            )
+    def _trigger_params(self, request: Request, allowed: tuple[str, ...]) -> dict[str, int]:
+        """:returns: the ``season`` (1950 to next UTC year) and ``round`` (0 to 99) given.
+
+        :raises HttpError: 400 for a parameter not in ``allowed`` or a value out of range.
+        """
+        _reject_unknown(request, allowed)
         values: dict[str, int] = {}
         if "season" in request.query:
             latest = utc_year(self.clock.now_ts()) + 1
@@ -194,58 +252,39 @@ class App:
             values["round"] = parse_number("round", request.query["round"], 0, MAX_ROUND)
         return values
 
-    def _run_trigger(self, key: SyncKey, success_message: str, what: str) -> Response:
-        outcome, _joined = self.scheduler.trigger(key)
-        if outcome.ok:
-            return 200, {"success": True, "message": success_message, "fetcher_called": True, "timestamp": self.now()}
-        return _failure_status(outcome), {
-            "success": False,
-            "message": f"{what} sync failed: {outcome.error}",
-            "fetcher_called": outcome.fetcher_called,
-            "timestamp": self.now(),
-        }
+    def _sync_key(self, kind: str, allowed: tuple[str, ...], params: Mapping[str, int]) -> SyncKey:
+        """:returns: the key to sync, each allowed parameter not given filled with its default.
 
-    def trigger_seasons(self, request: Request) -> Response:
-        """``POST /trigger/seasons``: takes no parameters."""
-        self._params(request, ())
-        self._authorize(request)
-        return self._run_trigger(SyncKey("seasons"), "Season sync triggered", "Season")
-
-    def trigger_rounds(self, request: Request) -> Response:
-        """``POST /trigger/rounds[?season=Y]``."""
-        params = self._params(request, ("season",))
-        self._authorize(request)
+        :raises HttpError: 400 when ``round`` is needed and the calendar has
+            no live or past round of the season.
+        """
+        if "season" not in allowed:
+            return SyncKey(kind)
         season = params.get("season", self.scheduler.current_season())
-        return self._run_trigger(SyncKey("rounds", season), f"Rounds sync triggered for season {season}", "Rounds")
-
-    def trigger_results(self, request: Request) -> Response:
-        """``POST /trigger/results[?season=Y][&round=R]``; the round defaults to the live or latest one."""
-        params = self._params(request, ("season", "round"))
-        self._authorize(request)
-        season = params.get("season", self.scheduler.current_season())
+        if "round" not in allowed:
+            return SyncKey(kind, season)
         round_ = params.get("round")
         if round_ is None:
             round_ = self.scheduler.default_round(season)
             if round_ is None:
-                raise BadRequest(f"round unknown: no live or past round of season {season} in the calendar; pass round=")
-        key = SyncKey("results", season, round_)
-        return self._run_trigger(key, f"Results sync triggered for round {round_}", "Results")
-
-    def trigger_standings(self, request: Request) -> Response:
-        """``POST /trigger/standings[?season=Y]``."""
-        params = self._params(request, ("season",))
-        self._authorize(request)
-        season = params.get("season", self.scheduler.current_season())
-        return self._run_trigger(SyncKey("standings", season), "Standings sync triggered", "Standings")
+                raise HttpError(
+                    400, f"round unknown: no live or past round of season {season} in the calendar; pass round="
+                )
+        return SyncKey(kind, season, round_)
 
     # -- readers ---------------------------------------------------------
 
     def status(self, request: Request) -> Response:
-        """``GET /status``: the seed's keys, then what explains them (SPEC.md §5)."""
-        self._params(request, ())
+        """``GET /status``: the seed's keys, then what explains them (see README, HTTP API).
+
+        The seed's keys (``status``, ``is_race_weekend``, ``last_syncs``,
+        ``next_syncs``, ``current_intervals``) keep their names and types;
+        the others are added after them. Takes no parameters.
+        """
+        _reject_unknown(request, ())
         snap = self.state.snapshot(history=False)
         view = snap.schedule
-        last_failures = {  # the newest failed attempt of each kind, with its reason (SPEC.md §2)
+        last_failures = {  # the newest failed attempt of each kind, with its reason
             kind: None if record is None else {
                 "at": record.finished_at, "trigger": record.trigger, "outcome": record.outcome,
                 "http_status": record.http_status, "error": record.error,
@@ -282,7 +321,10 @@ class App:
         return 200, body
 
     def stale_kinds(self) -> list[str]:
-        """:returns: kinds whose last success is older than three current intervals (SPEC.md §5)."""
+        """:returns: kinds whose last success (or, never synced, the start-up) is older than three current intervals.
+
+        A paused kind is never stale.
+        """
         snap = self.state.snapshot(history=False)
         now_ts = self.clock.now_ts()
         stale = []
@@ -297,8 +339,11 @@ class App:
         return stale
 
     def health_check(self, request: Request) -> Response:
-        """``GET /health``: healthy, degraded (no fetcher answer, or stale data) or unhealthy (ticker dead)."""
-        self._params(request, ())
+        """``GET /health``: healthy, degraded (no fetcher answer, or stale data) or unhealthy (ticker dead, 503).
+
+        A fetcher that answers, even with 500, counts as connected. Takes no parameters.
+        """
+        _reject_unknown(request, ())
         running = self.ticker_alive()
         connected = self.health.connected()
         stale = self.stale_kinds()
@@ -317,13 +362,14 @@ class App:
         }
 
     def history(self, request: Request) -> Response:
-        """``GET /history[?kind=K][&limit=N]``: newest first (SPEC.md §5)."""
-        unknown = sorted(set(request.query) - {"kind", "limit"})
-        if unknown:
-            raise BadRequest(f"unknown parameter {unknown[0]!r}; allowed: kind, limit")
+        """``GET /history[?kind=K][&limit=N]``: the latest sync records, newest first.
+
+        ``kind`` is one of the four kinds; ``limit`` is 1 to 500, default 50.
+        """
+        _reject_unknown(request, ("kind", "limit"))
         kind = request.query.get("kind")
         if kind is not None and kind not in KINDS:
-            raise BadRequest(f"kind must be one of {', '.join(KINDS)}")
+            raise HttpError(400, f"kind must be one of {', '.join(KINDS)}")
         limit = HISTORY_DEFAULT_LIMIT
         if "limit" in request.query:
             limit = parse_number("limit", request.query["limit"], 1, HISTORY_MAX_LIMIT)
@@ -331,5 +377,14 @@ class App:
         return 200, {"records": [r.to_dict() for r in records[:limit]], "count": min(limit, len(records))}
 
 
+def _reject_unknown(request: Request, allowed: tuple[str, ...]) -> None:
+    """:raises HttpError: 400 naming the first (alphabetically) query parameter not in ``allowed``."""
+    unknown = sorted(set(request.query) - set(allowed))
+    if unknown:
+        listed = f"; allowed: {', '.join(allowed)}" if allowed else "; none allowed"
+        raise HttpError(400, f"unknown parameter {unknown[0]!r}{listed}")
+
+
 def _failure_status(outcome: Outcome) -> int:
+    """:returns: 504 when fetcher_service did not answer in time, else 502."""
     return 504 if outcome.outcome == "timeout" else 502

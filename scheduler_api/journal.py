@@ -53,9 +53,10 @@ def under_journal(environ: Mapping[str, str], stream: TextIO | None = None) -> b
 
 
 class JournalFormatter(logging.Formatter):
-    """``<priority>message`` with no timestamp: journald adds its own (SPEC.md §7).
+    """``<priority>message`` with no timestamp: journald adds its own (see README, Logs).
 
-    ``journalctl -p warning`` then filters failures. A traceback stays in the
+    The prefix is the syslog priority (``<3>`` error, ``<4>`` warning,
+    ``<6>`` info, ``<7>`` debug), so ``journalctl -p warning`` filters failures. A traceback stays in the
     same record, each line carrying the prefix.
     """
 
@@ -96,8 +97,10 @@ def setup_logging(level: str, environ: Mapping[str, str], stream: TextIO | None 
 
 
 class Notifier:
-    """Speaks the ``NOTIFY_SOCKET`` datagram protocol of sd_notify(3), stdlib only (SPEC.md §8).
+    """Speaks the ``NOTIFY_SOCKET`` datagram protocol of sd_notify(3), stdlib only.
 
+    The daemon sends ``READY=1`` once the port is bound and the ticker runs,
+    ``STOPPING=1`` at shutdown and ``WATCHDOG=1`` from the ticker's loop.
     Path sockets and abstract sockets (``@name``) both work. With no
     ``NOTIFY_SOCKET`` every call does nothing. Failures to send are logged
     at debug and never raised. Thread-safe (one datagram per call).

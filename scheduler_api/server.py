@@ -1,4 +1,12 @@
-"""The HTTP/1.1 transport of the API: server subclass, request handler and request-head parsing."""
+"""The HTTP/1.1 transport: the listening server, its admission lock and a thin request handler.
+
+The handler only moves bytes: it reads a request head, hands it to the pure
+parsers of :mod:`httphead`, drains any body and writes the answer that the
+application (:class:`api.App`) computed. What the handler needs from its
+server is spelled out in :class:`HandlerHost`, which :class:`ApiServer`
+provides. The admission lock (:class:`FifoLock`) lives here rather than in a
+module of its own because the server is its only user (see README, Design).
+"""
 
 from __future__ import annotations
 
@@ -10,68 +18,58 @@ import selectors
 import socket
 import sys
 import threading
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Mapping
+from typing import Any, ContextManager, Mapping, Protocol
 
-from .api import App, BadRequest
+from .httphead import (
+    MAX_HEADERS,
+    MAX_LINE,
+    HttpError,
+    RequestHead,
+    body_length,
+    expects_continue,
+    headers_follow,
+    parse_head,
+    parse_request_line,
+)
 
 logger = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 64 * 1024  # SPEC.md §8
-MAX_LINE = 65536  # as http.server: longer request lines get 414, longer header lines 431
-MAX_HEADERS = 100  # as http.client
+
+class Application(Protocol):
+    """The routes behind the transport; :class:`api.App` is the real one."""
+
+    def handle(self, method: str, target: str, authorization: str | None = None) -> tuple[int, dict, dict]:
+        """:returns: ``(status, JSON body, extra headers)`` for one request."""
+
+    def error(self, status: int, message: str) -> tuple[int, dict]:
+        """:returns: ``(status, JSON body)`` of an error answer."""
 
 
-class Headers:
-    """Request headers: names case-insensitive, repeated names kept in order (RFC 9110 §5.3)."""
+class HandlerHost(Protocol):
+    """What a :class:`Handler` reads from ``self.server``; :class:`ApiServer` provides it.
 
-    __slots__ = ("_items",)
-
-    def __init__(self, items: list[tuple[str, str]]) -> None:
-        self._items = items
-
-    def get(self, name: str, default: str | None = None) -> str | None:
-        """:returns: the first value of ``name``, or ``default``."""
-        name = name.lower()
-        for key, value in self._items:
-            if key == name:
-                return value
-        return default
-
-    def get_all(self, name: str) -> list[str] | None:
-        """:returns: every value of ``name`` in order, or None if absent."""
-        name = name.lower()
-        values = [value for key, value in self._items if key == name]
-        return values or None
-
-
-def parse_head(lines: list[bytes]) -> Headers:
-    """Parse raw header lines (without the request line or the blank line) (RFC 9112 §5).
-
-    :raises BadRequest: for a line without a colon, white space before the
-        colon, or obsolete line folding.
+    :ivar app: answers requests.
+    :ivar admission: held while a request is parsed, routed and encoded; not
+        while its head is read or its answer written, nor while a ``POST``
+        (a trigger) waits. A body announced on a ``GET`` or ``HEAD`` is
+        drained under it.
+    :ivar http_timeout_s: per-connection socket timeout, seconds.
     """
-    items: list[tuple[str, str]] = []
-    for raw in lines:
-        text = raw.decode("iso-8859-1").rstrip("\r\n")
-        if text[:1] in (" ", "\t"):
-            raise BadRequest("obsolete header line folding is not accepted")
-        name, colon, value = text.partition(":")
-        if not colon or not name or name != name.strip():
-            raise BadRequest(f"malformed header line {text[:40]!r}")
-        items.append((name.lower(), value.strip(" \t")))
-    return Headers(items)
 
+    app: Application
+    admission: ContextManager[Any]
+    http_timeout_s: float
 
-def _http_version(version: str) -> tuple[int, int] | None:
-    """:returns: ``(major, minor)`` of ``HTTP/x.y``, or None when malformed (as http.server checks)."""
-    if not version.startswith("HTTP/"):
-        return None
-    parts = version[5:].split(".")
-    if len(parts) != 2 or not all(p.isdigit() and p.isascii() and len(p) <= 10 for p in parts):
-        return None
-    return int(parts[0]), int(parts[1])
+    @property
+    def stopping(self) -> bool:
+        """:returns: True once the server stopped accepting; requests are then answered 503."""
+
+    def request_started(self) -> None:
+        """Count a request being handled."""
+
+    def request_finished(self) -> None:
+        """Count a request answered."""
 
 
 class FifoLock:
@@ -108,13 +106,19 @@ class FifoLock:
 
 
 class ApiServer(ThreadingHTTPServer):
-    """The HTTP server; the handler reads ``self.server.app`` (SPEC.md §5, §8).
+    """The HTTP server: accepts connections and gives each a :class:`Handler` thread.
 
-    A large listen backlog absorbs bursts; handler threads are daemonic.
+    It is the handler's :class:`HandlerHost`: ``app``, ``admission``,
+    ``http_timeout_s``, ``stopping``, ``request_started`` and
+    ``request_finished``. A large listen backlog (1024, not the standard
+    library's 5) absorbs bursts; handler threads are daemonic. Thread-safe:
+    :meth:`stop_serving` and :meth:`wait_idle` may be called from any thread
+    while :meth:`serve` runs in another.
 
-    :param address: ``(host, port)``; port 0 picks a free one.
-    :param app: the :class:`App`.
-    :param http_timeout_s: per-connection socket timeout, seconds.
+    :param address: ``(host, port)``; port 0 picks a free one, an IPv6 host listens on IPv6.
+    :param app: answers the requests, e.g. :class:`api.App`.
+    :param http_timeout_s: per-connection socket timeout, seconds: an idle
+        or slow client is cut off after it.
     """
 
     daemon_threads = True
@@ -122,7 +126,7 @@ class ApiServer(ThreadingHTTPServer):
     allow_reuse_address = True
     block_on_close = False
 
-    def __init__(self, address: tuple[str, int], app: App, http_timeout_s: float) -> None:
+    def __init__(self, address: tuple[str, int], app: Application, http_timeout_s: float) -> None:
         self.app = app
         self.http_timeout_s = http_timeout_s
         if ":" in address[0]:
@@ -169,7 +173,7 @@ class ApiServer(ThreadingHTTPServer):
         return self._stopping
 
     def request_started(self) -> None:
-        """Count a request being handled (a manual trigger may take minutes)."""
+        """Count a request being handled (a manual trigger may take minutes), for :meth:`wait_idle`."""
         with self._idle:
             self._active += 1
 
@@ -207,12 +211,18 @@ class ApiServer(ThreadingHTTPServer):
 
 
 class Handler(BaseHTTPRequestHandler):
-    """One connection: HTTP/1.1 keep-alive, JSON everywhere, one write per response."""
+    """One connection: HTTP/1.1 keep-alive, JSON everywhere, one write per answer.
+
+    Replaces ``BaseHTTPRequestHandler.handle_one_request`` and its
+    ``email``-based header parsing with :mod:`httphead`, which gives the same
+    answers (400, 414, 431, 501, 505) at a fraction of the cost. Each
+    connection has its own handler on its own thread.
+    """
 
     protocol_version = "HTTP/1.1"
     server_version = "scheduler_api"
     sys_version = ""
-    server: ApiServer
+    server: HandlerHost
 
     def setup(self) -> None:
         """Apply the per-connection timeout and disable Nagle."""
@@ -226,159 +236,90 @@ class Handler(BaseHTTPRequestHandler):
     def handle_one_request(self) -> None:
         """Read one request head, then parse and answer it under the server's admission lock.
 
-        Replaces ``BaseHTTPRequestHandler.handle_one_request`` and its
-        ``email``-based header parsing with :func:`parse_head`, which keeps
-        the same answers (400, 414, 431, 501, 505) at a fraction of the cost.
-        The answer is written in one write, after the lock is released.
+        A ``POST`` (a trigger, which may wait minutes for fetcher_service) is
+        answered after the lock is released. The answer is written in one
+        write, after the lock too. A client that goes silent or away closes
+        the connection.
         """
         self._out = b""
         try:
-            line = self.rfile.readline(MAX_LINE + 1)
-            if not line:
+            raw_line = self.rfile.readline(MAX_LINE + 1)
+            if not raw_line:
                 self.close_connection = True
                 return
-            self.raw_requestline = line
-            if len(line) > MAX_LINE:
-                self.requestline, self.request_version, self.command = "", "", ""
-                self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
-            else:
-                lines, problem = self._read_head_lines()
-                run_after = None
-                with self.server.admission:
-                    if self._parse(line, lines, problem):
-                        handler = getattr(self, "do_" + self.command, None)
-                        if handler is None:
-                            self.send_error(HTTPStatus.NOT_IMPLEMENTED, f"Unsupported method ({self.command!r})")
-                        elif self.command in ("GET", "HEAD"):
-                            handler()
-                        else:
-                            run_after = handler  # a trigger may wait minutes for fetcher_service
-                if run_after is not None:
-                    run_after()
+            header_lines = self._read_header_lines() if headers_follow(raw_line) else []
+            with self.server.admission:
+                head = self._parse(raw_line, header_lines)
+                if head is not None and head.method != "POST":
+                    self._answer(head)
+            if head is not None and head.method == "POST":
+                self._answer(head)
             if self._out:
                 self.wfile.write(self._out)
-        except (TimeoutError, socket.timeout):
-            self.close_connection = True
-        except ConnectionError:
+        except (TimeoutError, socket.timeout, ConnectionError):
             self.close_connection = True
 
-    def _read_head_lines(self) -> tuple[list[bytes], tuple[int, str] | None]:
-        """Read header lines up to the blank line (I/O only; parsed later).
+    def _read_header_lines(self) -> list[bytes]:
+        """Read header lines up to the blank line (I/O only; :func:`httphead.parse_head` checks them).
 
-        :returns: the raw lines, and ``(status, reason)`` if they break a limit.
+        :returns: the raw lines; reading stops early after a line over
+            ``MAX_LINE`` bytes or the line beyond ``MAX_HEADERS``.
         """
-        if len(self.raw_requestline.split()) < 3:
-            return [], None  # HTTP/0.9 style: no headers follow
         lines: list[bytes] = []
         while True:
             raw = self.rfile.readline(MAX_LINE + 1)
-            if len(raw) > MAX_LINE:
-                return lines, (431, "Line too long")
             if raw in (b"\r\n", b"\n", b""):
-                return lines, None
+                return lines
             lines.append(raw)
-            if len(lines) > MAX_HEADERS:
-                return lines, (431, "Too many headers")
+            if len(raw) > MAX_LINE or len(lines) > MAX_HEADERS:
+                return lines
 
-    def _parse(self, line: bytes, lines: list[bytes], problem: tuple[int, str] | None) -> bool:
-        """Parse the request line and headers as ``BaseHTTPRequestHandler.parse_request`` would.
+    def _parse(self, raw_line: bytes, header_lines: list[bytes]) -> RequestHead | None:
+        """Parse the head and decide whether the connection stays open.
 
-        :returns: False when an error answer was queued.
+        :returns: the head, or None when there is nothing more to do (an
+            error answer was queued, or the line was blank).
         """
-        self.command = ""
-        self.request_version = "HTTP/0.9"
         self.close_connection = True
-        self.requestline = requestline = str(line, "iso-8859-1").rstrip("\r\n")
-        words = requestline.split()
-        if not words:
-            return False
-        if len(words) >= 3:
-            version = words[-1]
-            number = _http_version(version)
-            if number is None:
-                self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request version ({version!r})")
-                return False
-            if number >= (1, 1):
-                self.close_connection = False
-            if number >= (2, 0):
-                self.send_error(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, f"Invalid HTTP version ({version[5:]})")
-                return False
-            self.request_version = version
-        if not 2 <= len(words) <= 3:
-            self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request syntax ({requestline!r})")
-            return False
-        command, path = words[:2]
-        if len(words) == 2:
-            self.close_connection = True
-            if command != "GET":
-                self.send_error(HTTPStatus.BAD_REQUEST, f"Bad HTTP/0.9 request type ({command!r})")
-                return False
-        self.command, self.path = command, path
-        if problem is not None:
-            self.send_error(problem[0], problem[1])
-            return False
+        line = None
         try:
-            self.headers = parse_head(lines)
-        except BadRequest as exc:
-            self.send_error(exc.status, exc.message)
-            return False
-        connection = (self.headers.get("Connection") or "").lower()
-        if connection == "close":
-            self.close_connection = True
-        elif connection == "keep-alive":
-            self.close_connection = False
-        return True
+            line = parse_request_line(raw_line)
+            if line is None:
+                return None
+            head = parse_head(line, header_lines)
+        except HttpError as exc:
+            self._queue_error(line.method if line else "", line.target if line else "", exc)
+            return None
+        self.close_connection = not head.keep_alive
+        return head
 
-    def do_GET(self) -> None:
-        """Serve a GET."""
-        self._dispatch()
-
-    def do_HEAD(self) -> None:
-        """Serve a HEAD: the GET's headers, no body."""
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        """Serve a POST."""
-        self._dispatch()
-
-    def _dispatch(self) -> None:
+    def _answer(self, head: RequestHead) -> None:
+        """Drain the body, route the request and queue the answer; 503 once the server is stopping."""
         self.server.request_started()
         try:
             if self.server.stopping:
-                self.close_connection = True
-                self._send(*self.server.app.error(503, "shutting down"), {})
+                self._queue_error(head.method, head.target, HttpError(503, "shutting down"))
                 return
-            self._dispatch_one()
+            try:
+                self._drain_body(head)
+            except HttpError as exc:
+                self._queue_error(head.method, head.target, exc)
+                return
+            status, body, headers = self.server.app.handle(head.method, head.target, head.headers.get("Authorization"))
+            self._queue(head.method, head.target, status, body, headers)
         finally:
             self.server.request_finished()
 
-    def _dispatch_one(self) -> None:
-        try:
-            self._read_body()
-        except BadRequest as exc:
-            self.close_connection = True
-            status, body = self.server.app.error(exc.status, exc.message)
-            self._send(status, body, {})
-            return
-        status, body, headers = self.server.app.handle(self.command, self.path, self.headers.get("Authorization"))
-        self._send(status, body, headers)
+    def _drain_body(self, head: RequestHead) -> None:
+        """Read and discard the body that ``Content-Length`` announces; no endpoint uses one.
 
-    def _read_body(self) -> None:
-        """Check ``Content-Length`` and drain the body (SPEC.md §5, §8)."""
-        if self.headers.get("Transfer-Encoding"):
-            raise BadRequest("Transfer-Encoding is not supported; send Content-Length", 411)
-        values = self.headers.get_all("Content-Length") or []
-        if not values:
+        :raises HttpError: as :func:`httphead.body_length`, or 400 when the
+            body ends (or the socket times out) before its announced length.
+        """
+        length = body_length(head.headers)
+        if not length:
             return
-        if len(values) > 1:
-            raise BadRequest("Content-Length is repeated")
-        value = values[0].strip()
-        if not (value.isascii() and value.isdigit()) or len(value) > 18:
-            raise BadRequest("Content-Length is not a number")
-        length = int(value)
-        if length > MAX_BODY_BYTES:
-            raise BadRequest(f"body too large: {length} bytes, limit {MAX_BODY_BYTES}", 413)
-        if length and (self.headers.get("Expect") or "").lower() == "100-continue":
+        if expects_continue(head.headers):
             self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         received = 0
         try:
@@ -390,22 +331,20 @@ class Handler(BaseHTTPRequestHandler):
         except (TimeoutError, socket.timeout, ConnectionError):
             pass
         if received < length:
-            raise BadRequest(f"body shorter than Content-Length ({received} of {length} bytes)")
+            raise HttpError(400, f"body shorter than Content-Length ({received} of {length} bytes)")
 
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """Answer errors raised by ``http.server`` itself (400, 414, 431, 501, 505) as JSON."""
-        phrase = self.responses.get(code, ("Error",))[0]
-        if code >= 400:
-            self.close_connection = True
-        if not getattr(self, "request_version", None) or not self.request_version.startswith("HTTP/"):
-            self.request_version = "HTTP/1.1"
-        if not getattr(self, "command", None):
-            self.command = ""
-        status, body = self.server.app.error(code, message or phrase)
-        self._send(status, body, {})
+    def _queue_error(self, method: str, target: str, error: HttpError) -> None:
+        """Queue the JSON error answer for ``error`` and close the connection after it."""
+        self.close_connection = True
+        status, body = self.server.app.error(error.status, error.message)
+        self._queue(method, target, status, body, {})
 
-    def _send(self, status: int, body: dict, headers: Mapping[str, str]) -> None:
-        """Write status line, headers and body in one write (no Nagle stall)."""
+    def _queue(self, method: str, target: str, status: int, body: dict, headers: Mapping[str, str]) -> None:
+        """Encode status line, headers and body, to be written in one write (no Nagle stall).
+
+        :param method: the request's method (``HEAD`` gets no body) or "" when unknown.
+        :param target: the request target, for the access line.
+        """
         payload = json.dumps(body).encode("utf-8")  # the default separators (", ", ": "), cached encoder
         phrase = self.responses.get(status, ("",))[0]  # http.server's HTTPStatus phrases, without an enum lookup
         lines = [
@@ -418,19 +357,13 @@ class Handler(BaseHTTPRequestHandler):
         if self.close_connection:
             lines.append("Connection: close")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        data = head if self.command == "HEAD" else head + payload
-        self.log_request(status, len(payload))
-        self._out = getattr(self, "_out", b"") + data  # written in one go after the admission lock
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """Access lines at debug level."""
-        if not logger.isEnabledFor(logging.DEBUG):
-            return
-        logger.debug(
-            "http method=%s path=%s status=%s bytes=%s client=%s",
-            getattr(self, "command", "-"), (getattr(self, "path", "") or "")[:200].split("?")[0], code, size,
-            self.client_address[0] if self.client_address else "-",
-        )
+        self._out += head if method == "HEAD" else head + payload
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "http method=%s path=%s status=%s bytes=%s client=%s",
+                method, target[:200].split("?")[0], status, len(payload),
+                self.client_address[0] if self.client_address else "-",
+            )
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
         """Route ``http.server``'s own messages through ``logging`` at debug."""

@@ -1,22 +1,18 @@
-"""The HTTP API: seed shapes byte for byte, /status, /health, /history and errors (SPEC.md §5).
+"""The routes of :class:`App`: the seed's answers, /status, /health, /history, triggers and errors.
 
-Most tests call :meth:`App.handle` directly over a scheduler harness and a
-mocked fetcher; a few run the real :class:`ApiServer` on a loopback port 0.
+Every test calls :meth:`App.handle` directly over a scheduler harness and a
+mocked fetcher, without sockets; the transport is tested in ``test_server.py``.
 """
 
 from __future__ import annotations
 
-import http.client
-import json
 import logging
-import threading
 from typing import Any, Callable
 
 import pytest
 import requests
 
 from scheduler_api.api import App
-from scheduler_api.server import ApiServer
 from scheduler_api.config import Config
 from scheduler_api.health import FetcherHealth
 
@@ -617,143 +613,3 @@ def test_head_is_routed_as_get(api):
     a = api()
 
     assert a.app.handle("HEAD", "/status")[:2] == a.app.handle("GET", "/status")[:2]
-
-
-# -- the real server on a loopback port -------------------------------------------------------------
-
-
-@pytest.fixture
-def served(api):
-    """The real ApiServer on 127.0.0.1:0 in a thread; yields ``(Api, port)``."""
-    a = api()
-    server = ApiServer(("127.0.0.1", 0), a.app, 5.0)
-    thread = threading.Thread(target=server.serve, name="test-http", daemon=True)
-    thread.start()
-    try:
-        yield a, server.server_address[1]
-    finally:
-        server.stop_serving()
-        thread.join(5)
-        server.server_close()
-
-
-def test_server_sends_the_seed_json_byte_for_byte(mocked, served):
-    _, port = served
-    mocked.post(f"{FETCHER}/fetch/seasons", json=ORIGIN_OK)
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-
-    conn.request("POST", "/trigger/seasons")
-    response = conn.getresponse()
-
-    assert response.status == 200
-    assert response.read() == (
-        b'{"success": true, "message": "Season sync triggered", "fetcher_called": true, "timestamp": %d}' % T0
-    )
-    conn.close()
-
-
-def test_server_head_sends_headers_without_body(served):
-    _, port = served
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    conn.request("GET", "/status")
-    get = conn.getresponse()
-    get_body = get.read()
-
-    conn.request("HEAD", "/status")
-    head = conn.getresponse()
-
-    assert head.status == 200
-    assert head.getheader("Content-Type") == "application/json"
-    assert head.getheader("Content-Length") == str(len(get_body))
-    assert head.read() == b""
-    conn.close()
-
-
-def test_server_keeps_an_http11_connection_alive_for_two_requests(served):
-    _, port = served
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-
-    conn.request("GET", "/health")
-    first = conn.getresponse()
-    first_body = first.read()
-    sock = conn.sock
-    conn.request("GET", "/status")
-    second = conn.getresponse()
-    second_body = second.read()
-
-    assert (first.status, second.status) == (200, 200)
-    assert first.version == second.version == 11
-    assert first.will_close is False and second.will_close is False
-    assert conn.sock is sock  # the same TCP connection served both
-    assert json.loads(first_body)["scheduler_running"] is True
-    assert json.loads(second_body)["status"] == "running"
-    conn.close()
-
-
-def test_server_sends_content_type_and_length_on_every_answer(served):
-    _, port = served
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-
-    for method, path, expected in (("GET", "/status", 200), ("GET", "/nope", 404), ("POST", "/status", 405),
-                                   ("GET", "/history?limit=0", 400)):
-        conn.request(method, path)
-        response = conn.getresponse()
-        body = response.read()
-        assert response.status == expected
-        assert response.getheader("Content-Type") == "application/json"
-        assert response.getheader("Content-Length") == str(len(body))
-        json.loads(body)
-        if expected == 405:
-            assert response.getheader("Allow") == "GET, HEAD"
-    conn.close()
-
-
-def test_server_answers_501_for_put_as_json(served):
-    _, port = served
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-
-    conn.request("PUT", "/status", body=b"{}")
-    response = conn.getresponse()
-    body = json.loads(response.read())
-
-    assert response.status == 501
-    assert response.getheader("Content-Type") == "application/json"
-    assert body == {"success": False, "message": "Unsupported method ('PUT')", "timestamp": T0}
-    conn.close()
-
-
-def test_request_head_parsing_rejects_folding_and_lines_without_colon():
-    from scheduler_api.api import BadRequest
-    from scheduler_api.server import parse_head
-
-    headers = parse_head([b"Host: x\r\n", b"content-length: 0\r\n", b"X-A: 1\r\n", b"x-a: 2\r\n"])
-    assert headers.get("HOST") == "x" and headers.get_all("X-A") == ["1", "2"] and headers.get("nope") is None
-    for bad in ([b"Host x\r\n"], [b"Host: x\r\n", b" folded\r\n"], [b"Host : x\r\n"], [b": x\r\n"]):
-        with pytest.raises(BadRequest):
-            parse_head(bad)
-
-
-def test_admission_lock_hands_over_in_arrival_order():
-    import threading as _threading
-
-    from scheduler_api.server import FifoLock
-
-    lock, order, arrived = FifoLock(), [], []
-    lock.__enter__()  # held: the workers below queue up one by one
-
-    def worker(number: int) -> None:
-        arrived.append(number)
-        with lock:
-            order.append(number)
-
-    threads = []
-    for number in range(5):
-        thread = _threading.Thread(target=worker, args=(number,))
-        thread.start()
-        threads.append(thread)
-        while len(lock._waiters) < number + 1:  # wait until this one is queued before starting the next
-            pass
-    lock.__exit__(None, None, None)
-    for thread in threads:
-        thread.join(5)
-    assert order == [0, 1, 2, 3, 4]

@@ -1,0 +1,228 @@
+"""Pure HTTP/1.1 request-head parsing and the HttpError every refused request carries.
+
+Nothing here touches a socket or a thread: the handler in :mod:`server`
+reads the bytes and hands them over, and each function either returns a
+frozen value or raises :class:`HttpError` with the status and message to
+answer. The checks and their messages follow ``http.server``'s own
+``parse_request`` (400, 414, 431, 505), so a client sees the answers the
+standard library would give, as JSON (see README, HTTP API). The parsed
+values are named tuples rather than frozen dataclasses: as immutable, and
+cheaper to build on a path every request takes under the admission lock.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import NamedTuple
+
+MAX_LINE = 65536  # as http.server: longer request lines get 414, longer header lines 431
+MAX_HEADERS = 100  # as http.client
+MAX_BODY_BYTES = 64 * 1024  # no endpoint takes a body; a longer one is refused with 413
+SUPPORTED_METHODS = frozenset({"GET", "HEAD", "POST"})
+
+
+class HttpError(Exception):
+    """A request refused with an HTTP status; answered as the JSON error body.
+
+    :param status: the HTTP status, e.g. 400, 401, 411, 413.
+    :param message: why, in words a client can act on; sent as ``message``.
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(status, message)
+        self.status = status
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.message}"
+
+
+class Headers:
+    """Request headers: names case-insensitive, repeated names kept in order (RFC 9110 §5.3).
+
+    Read-only once built; safe to share between threads.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: list[tuple[str, str]]) -> None:
+        self._items = items
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """:returns: the first value of ``name``, or ``default``."""
+        name = name.lower()
+        for key, value in self._items:
+            if key == name:
+                return value
+        return default
+
+    def get_all(self, name: str) -> list[str] | None:
+        """:returns: every value of ``name`` in order, or None if absent."""
+        name = name.lower()
+        values = [value for key, value in self._items if key == name]
+        return values or None
+
+
+class RequestLine(NamedTuple):
+    """The first line of a request, checked.
+
+    :ivar method: the method token as sent, e.g. ``GET`` (not yet checked against the supported ones).
+    :ivar target: the request target, path and query, undecoded.
+    :ivar version: ``HTTP/x.y`` as sent, or ``HTTP/0.9`` for a two-word line.
+    :ivar keep_alive: whether the version alone keeps the connection open (HTTP/1.1 and later).
+    """
+
+    method: str
+    target: str
+    version: str
+    keep_alive: bool
+
+
+class RequestHead(NamedTuple):
+    """A request head that passed every check; the body, if any, is still unread.
+
+    :ivar method: ``GET``, ``HEAD`` or ``POST``.
+    :ivar target: the request target, path and query, undecoded.
+    :ivar version: ``HTTP/x.y`` as sent, or ``HTTP/0.9``.
+    :ivar headers: the header fields.
+    :ivar keep_alive: whether the connection stays open after the answer
+        (the version's default, overridden by ``Connection: close`` or
+        ``Connection: keep-alive``).
+    """
+
+    method: str
+    target: str
+    version: str
+    headers: Headers
+    keep_alive: bool
+
+
+def headers_follow(raw_line: bytes) -> bool:
+    """Whether header lines follow this raw request line and should be read.
+
+    Not after an overlong line (answered 414 at once, without waiting for
+    more) nor after an HTTP/0.9 line of fewer than three words.
+
+    :param raw_line: the request line as read, with its line ending.
+    """
+    return len(raw_line) <= MAX_LINE and len(raw_line.split()) >= 3
+
+
+def http_version(version: str) -> tuple[int, int] | None:
+    """:returns: ``(major, minor)`` of ``HTTP/x.y``, or None when malformed (as http.server checks)."""
+    if not version.startswith("HTTP/"):
+        return None
+    parts = version[5:].split(".")
+    if len(parts) != 2 or not all(p.isdigit() and p.isascii() and len(p) <= 10 for p in parts):
+        return None
+    return int(parts[0]), int(parts[1])
+
+
+def parse_request_line(raw_line: bytes) -> RequestLine | None:
+    """Check a request line as ``BaseHTTPRequestHandler.parse_request`` does.
+
+    :param raw_line: the line as read, with its line ending; at most
+        ``MAX_LINE + 1`` bytes (more means it was cut off).
+    :returns: the request line, or None for a blank line (the connection is
+        then closed without an answer).
+    :raises HttpError: 414 for a line over ``MAX_LINE`` bytes, 505 for
+        HTTP/2 or later, 400 for a malformed version, a wrong number of
+        words, or an HTTP/0.9 request other than ``GET``.
+    """
+    if len(raw_line) > MAX_LINE:
+        raise HttpError(414, HTTPStatus.REQUEST_URI_TOO_LONG.phrase)
+    text = str(raw_line, "iso-8859-1").rstrip("\r\n")
+    words = text.split()
+    if not words:
+        return None
+    version, keep_alive = "HTTP/0.9", False
+    if len(words) >= 3:
+        version = words[-1]
+        number = http_version(version)
+        if number is None:
+            raise HttpError(400, f"Bad request version ({version!r})")
+        if number >= (2, 0):
+            raise HttpError(505, f"Invalid HTTP version ({version[5:]})")
+        keep_alive = number >= (1, 1)
+    if not 2 <= len(words) <= 3:
+        raise HttpError(400, f"Bad request syntax ({text!r})")
+    method, target = words[:2]
+    if len(words) == 2 and method != "GET":
+        raise HttpError(400, f"Bad HTTP/0.9 request type ({method!r})")
+    return RequestLine(method, target, version, keep_alive)
+
+
+def parse_header_lines(lines: list[bytes]) -> Headers:
+    """Parse raw header lines (without the request line or the blank line) (RFC 9112 §5).
+
+    :param lines: the lines as read, each with its line ending; reading
+        stops after the first line over ``MAX_LINE`` bytes or after
+        ``MAX_HEADERS + 1`` lines, and such a last line is refused here.
+    :raises HttpError: 431 for a line over ``MAX_LINE`` bytes or more than
+        ``MAX_HEADERS`` lines; 400 for a line without a colon, white space
+        before the colon, or obsolete line folding.
+    """
+    if lines and len(lines[-1]) > MAX_LINE:
+        raise HttpError(431, "Line too long")
+    if len(lines) > MAX_HEADERS:
+        raise HttpError(431, "Too many headers")
+    items: list[tuple[str, str]] = []
+    for raw in lines:
+        text = raw.decode("iso-8859-1").rstrip("\r\n")
+        if text[:1] in (" ", "\t"):
+            raise HttpError(400, "obsolete header line folding is not accepted")
+        name, colon, value = text.partition(":")
+        if not colon or not name or name != name.strip():
+            raise HttpError(400, f"malformed header line {text[:40]!r}")
+        items.append((name.lower(), value.strip(" \t")))
+    return Headers(items)
+
+
+def parse_head(line: RequestLine, header_lines: list[bytes]) -> RequestHead:
+    """Check the header lines of a parsed request line and the method.
+
+    :param line: from :func:`parse_request_line`.
+    :param header_lines: as for :func:`parse_header_lines`.
+    :returns: the head, with ``keep_alive`` decided.
+    :raises HttpError: as :func:`parse_header_lines`, then 501 for a method
+        other than ``GET``, ``HEAD`` and ``POST``.
+    """
+    headers = parse_header_lines(header_lines)
+    keep_alive = line.keep_alive
+    connection = (headers.get("Connection") or "").lower()
+    if connection == "close":
+        keep_alive = False
+    elif connection == "keep-alive":
+        keep_alive = True
+    if line.method not in SUPPORTED_METHODS:
+        raise HttpError(501, f"Unsupported method ({line.method!r})")
+    return RequestHead(line.method, line.target, line.version, headers, keep_alive)
+
+
+def body_length(headers: Headers) -> int:
+    """The length of the body the request announces, checked against the limit.
+
+    :returns: the ``Content-Length``, bytes; 0 without one.
+    :raises HttpError: 411 for ``Transfer-Encoding`` (only ``Content-Length``
+        is accepted); 400 for a repeated ``Content-Length`` or one that is
+        not plain digits (at most 18); 413 for one over ``MAX_BODY_BYTES``.
+    """
+    if headers.get("Transfer-Encoding"):
+        raise HttpError(411, "Transfer-Encoding is not supported; send Content-Length")
+    values = headers.get_all("Content-Length") or []
+    if not values:
+        return 0
+    if len(values) > 1:
+        raise HttpError(400, "Content-Length is repeated")
+    value = values[0].strip()
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
+        raise HttpError(400, "Content-Length is not a number")
+    length = int(value)
+    if length > MAX_BODY_BYTES:
+        raise HttpError(413, f"body too large: {length} bytes, limit {MAX_BODY_BYTES}")
+    return length
+
+
+def expects_continue(headers: Headers) -> bool:
+    """:returns: True when the client waits for ``100 Continue`` before sending its body."""
+    return (headers.get("Expect") or "").lower() == "100-continue"

@@ -1,0 +1,138 @@
+"""Pure request-head parsing in :mod:`scheduler_api.httphead`: each rule on bytes, no sockets."""
+
+from __future__ import annotations
+
+import pytest
+
+from scheduler_api.httphead import (
+    MAX_BODY_BYTES,
+    MAX_HEADERS,
+    MAX_LINE,
+    Headers,
+    HttpError,
+    RequestLine,
+    body_length,
+    expects_continue,
+    headers_follow,
+    parse_head,
+    parse_header_lines,
+    parse_request_line,
+)
+
+HTTP11_GET = RequestLine("GET", "/status", "HTTP/1.1", True)
+
+
+def test_request_head_parsing_rejects_folding_and_lines_without_colon():
+    headers = parse_header_lines([b"Host: x\r\n", b"content-length: 0\r\n", b"X-A: 1\r\n", b"x-a: 2\r\n"])
+    assert headers.get("HOST") == "x" and headers.get_all("X-A") == ["1", "2"] and headers.get("nope") is None
+    for bad in ([b"Host x\r\n"], [b"Host: x\r\n", b" folded\r\n"], [b"Host : x\r\n"], [b": x\r\n"]):
+        with pytest.raises(HttpError) as caught:
+            parse_header_lines(bad)
+        assert caught.value.status == 400
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    (b"GET /status HTTP/1.1\r\n", RequestLine("GET", "/status", "HTTP/1.1", True)),
+    (b"POST /trigger/seasons HTTP/1.0\r\n", RequestLine("POST", "/trigger/seasons", "HTTP/1.0", False)),
+    (b"GET /health\r\n", RequestLine("GET", "/health", "HTTP/0.9", False)),
+    (b"BREW /x HTTP/1.1\n", RequestLine("BREW", "/x", "HTTP/1.1", True)),  # the method is checked later
+])
+def test_request_line_gives_method_target_version_and_keep_alive(raw, expected):
+    assert parse_request_line(raw) == expected
+
+
+def test_blank_request_line_is_none():
+    assert parse_request_line(b"\r\n") is None
+
+
+@pytest.mark.parametrize(("raw", "status", "message"), [
+    (b"GARBAGE\r\n", 400, "Bad request syntax ('GARBAGE')"),
+    (b"GET /health HTTP/1.x\r\n", 400, "Bad request version ('HTTP/1.x')"),
+    (b"GET /health HTTP/1.1 extra\r\n", 400, "Bad request version ('extra')"),
+    (b"GET / x HTTP/1.1\r\n", 400, "Bad request syntax ('GET / x HTTP/1.1')"),
+    (b"GET /health HTTP/2.0\r\n", 505, "Invalid HTTP version (2.0)"),
+    (b"POST /health\r\n", 400, "Bad HTTP/0.9 request type ('POST')"),
+    (b"GET /" + b"a" * MAX_LINE + b" HTTP/1.1\r\n", 414, "Request-URI Too Long"),
+])
+def test_bad_request_lines_are_refused_as_http_server_would(raw, status, message):
+    with pytest.raises(HttpError) as caught:
+        parse_request_line(raw[:MAX_LINE + 1])
+
+    assert (caught.value.status, caught.value.message) == (status, message)
+
+
+def test_headers_follow_only_a_three_word_line_within_the_limit():
+    assert headers_follow(b"GET / HTTP/1.1\r\n")
+    assert not headers_follow(b"GET /\r\n")
+    assert not headers_follow(b"GET /" + b"a" * MAX_LINE + b" HTTP/1.1\r\n")
+
+
+@pytest.mark.parametrize(("line", "connection", "keep_alive"), [
+    (HTTP11_GET, None, True),
+    (HTTP11_GET, b"close", False),
+    (HTTP11_GET, b"Close", False),
+    (RequestLine("GET", "/status", "HTTP/1.0", False), None, False),
+    (RequestLine("GET", "/status", "HTTP/1.0", False), b"keep-alive", True),
+])
+def test_connection_header_decides_keep_alive(line, connection, keep_alive):
+    lines = [] if connection is None else [b"Connection: " + connection + b"\r\n"]
+
+    head = parse_head(line, lines)
+
+    assert (head.method, head.target, head.version, head.keep_alive) == (line.method, "/status", line.version,
+                                                                         keep_alive)
+
+
+def test_unsupported_method_is_501_after_the_headers_are_checked():
+    brew = RequestLine("BREW", "/x", "HTTP/1.1", True)
+    with pytest.raises(HttpError) as caught:
+        parse_head(brew, [])
+    assert (caught.value.status, caught.value.message) == (501, "Unsupported method ('BREW')")
+    with pytest.raises(HttpError) as malformed:
+        parse_head(brew, [b"Host x\r\n"])
+    assert malformed.value.status == 400
+
+
+def test_too_many_or_too_long_header_lines_are_431():
+    with pytest.raises(HttpError) as many:
+        parse_head(HTTP11_GET, [b"X: 1\r\n"] * (MAX_HEADERS + 1))
+    with pytest.raises(HttpError) as long:
+        parse_head(HTTP11_GET, [b"Host: x\r\n", b"X: " + b"a" * MAX_LINE])
+    assert (many.value.status, many.value.message) == (431, "Too many headers")
+    assert (long.value.status, long.value.message) == (431, "Line too long")
+    assert len(parse_head(HTTP11_GET, [b"X: 1\r\n"] * MAX_HEADERS).headers.get_all("x")) == MAX_HEADERS
+
+
+def headers(*lines: bytes) -> Headers:
+    return parse_header_lines([line + b"\r\n" for line in lines])
+
+
+@pytest.mark.parametrize(("lines", "length"), [
+    ((), 0),
+    ((b"Content-Length: 0",), 0),
+    ((b"Content-Length:  12 ",), 12),
+    ((b"Content-Length: 65536",), MAX_BODY_BYTES),
+])
+def test_body_length_is_the_content_length(lines, length):
+    assert body_length(headers(*lines)) == length
+
+
+@pytest.mark.parametrize(("lines", "status", "message"), [
+    ((b"Transfer-Encoding: chunked", b"Content-Length: x"), 411,
+     "Transfer-Encoding is not supported; send Content-Length"),
+    ((b"Content-Length: 0", b"content-length: 0"), 400, "Content-Length is repeated"),
+    ((b"Content-Length: -1",), 400, "Content-Length is not a number"),
+    ((b"Content-Length: 1e3",), 400, "Content-Length is not a number"),
+    ((b"Content-Length: " + b"9" * 19,), 400, "Content-Length is not a number"),
+    ((b"Content-Length: 65537",), 413, "body too large: 65537 bytes, limit 65536"),
+])
+def test_bad_content_length_is_refused(lines, status, message):
+    with pytest.raises(HttpError) as caught:
+        body_length(headers(*lines))
+
+    assert (caught.value.status, caught.value.message) == (status, message)
+
+
+def test_expects_continue_reads_the_expect_header():
+    assert expects_continue(headers(b"Expect: 100-Continue"))
+    assert not expects_continue(headers(b"Host: x"))
