@@ -39,7 +39,8 @@ from .journal import Notifier, setup_logging, under_journal, watchdog_interval_s
 from .plan import DEFAULT_HOURS, build_plan, parse_instant, render_json, render_text
 from .scheduler import Scheduler
 from .server import ApiServer
-from .state import State, StateLockedError
+from .persist import Persister, StateFile, StateLockedError
+from .state import State
 from .workers import WorkerPool
 
 logger = logging.getLogger("scheduler_api")
@@ -178,13 +179,14 @@ def run_daemon(config: Config, demo: bool = False) -> int:
         )
         logger.info("demo fetcher stand-in url=%s serving the bundled 2026 calendar", standin.url)
 
-    state = State(config.state_file, clock)
+    state_file = StateFile(config.state_file, clock)
     try:
-        state.acquire_lock()
+        state_file.lock()
     except (StateLockedError, OSError) as exc:
         logger.error("scheduler-api: %s", exc)  # an error, so journalctl -p warning shows it
         return EXIT_FAILURE
-    state.load()
+    state = State(state_file.load())
+    persister = Persister(state, state_file)
 
     def client_factory() -> FetcherClient:
         return FetcherClient(config.fetcher_url, config.fetch_paths, config.fetcher_connect_timeout_s,
@@ -202,7 +204,7 @@ def run_daemon(config: Config, demo: bool = False) -> int:
         server = ApiServer((config.host, config.port), app, config.http_timeout_s)
     except OSError as exc:
         logger.error("scheduler-api: cannot listen on %s:%s: %s", config.host, config.port, exc.strerror or exc)
-        state.release_lock()
+        state_file.unlock()
         return EXIT_FAILURE
     if not is_loopback(config.host) and not config.token:
         logger.warning("listening on %s without SCHEDULER_API_TOKEN: anyone who can reach it can trigger syncs",
@@ -236,8 +238,8 @@ def run_daemon(config: Config, demo: bool = False) -> int:
 
     scheduler.start()
     pool.start()
-    persister = threading.Thread(target=state.run_persister, name="persister", daemon=True)
-    persister.start()
+    persister_thread = threading.Thread(target=persister.run, name="persister", daemon=True)
+    persister_thread.start()
     ticker.start()
     http = threading.Thread(target=server.serve, name="http", daemon=True)
     http.start()
@@ -271,13 +273,13 @@ def run_daemon(config: Config, demo: bool = False) -> int:
     stuck = pool.shutdown(config.shutdown_grace_s, clock.monotonic)
     if not server.wait_idle(grace_end_mono - clock.monotonic()):  # manual triggers run on handler threads
         stuck.append("manual trigger")
-    state.stop_persister()
-    persister.join(10)
-    state.save()
+    persister.stop()
+    persister_thread.join(10)
+    persister.save()
     server.server_close()
     if standin is not None:
         standin.stop()
-    state.release_lock()
+    state_file.unlock()
     if stuck:
         logger.warning("shutdown: %d sync(s) still running after the grace period were abandoned", len(stuck))
     logger.info("stopped")
