@@ -408,15 +408,24 @@ def build_daemon(config: Config, *, demo: bool = False, environ: Mapping[str, st
     :raises StartError: when the state file is in use or cannot be locked, or the port cannot be bound.
     """
     environ = os.environ if environ is None else environ
-    clock = SystemClock()
     standin = None
     if demo:
         config, standin = _demo(config, environ)
+    try:
+        return _build(config, environ, standin)
+    except StartError:
+        if standin is not None:
+            standin.stop()
+        raise
+
+
+def _build(config: Config, environ: Mapping[str, str], standin: FetcherStandIn | None) -> Daemon:
+    """:func:`build_daemon` once the configuration is final."""
+    clock = SystemClock()
     state_file = StateFile(config.state_file, clock)
     try:
         state_file.lock()
     except (StateLockedError, OSError) as exc:
-        _stop(standin)
         raise StartError(str(exc)) from exc
     state = State(state_file.load())
 
@@ -447,7 +456,6 @@ def build_daemon(config: Config, *, demo: bool = False, environ: Mapping[str, st
         server = ApiServer((config.host, config.port), app, config.http_timeout_s)
     except OSError as exc:
         state_file.unlock()
-        _stop(standin)
         raise StartError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from exc
     if not is_loopback(config.host) and not config.token:
         logger.warning("listening on %s without SCHEDULER_API_TOKEN: anyone who can reach it can trigger syncs",
@@ -473,8 +481,3 @@ def _demo(config: Config, environ: Mapping[str, str]) -> tuple[Config, FetcherSt
     )
     logger.info("demo fetcher stand-in url=%s serving the bundled 2026 calendar", standin.url)
     return config, standin
-
-
-def _stop(standin: FetcherStandIn | None) -> None:
-    if standin is not None:
-        standin.stop()
