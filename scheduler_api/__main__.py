@@ -1,10 +1,11 @@
-"""Command line, wiring, signals and exit codes: the only place that owns threads (SPEC.md §8, §9)."""
+"""The command line: argument parsing, configuration errors, ``plan``, and exit codes."""
 
 from __future__ import annotations
 
 import sys
 
 if "requests" not in sys.modules:
+    # Set aside before anything imports requests, hence here at the very top of the entry point:
     # requests imports a charset detector (charset_normalizer: 2.6 MiB resident) when it is
     # installed, only to guess the encoding of text bodies that declare none. The daemon never
     # reads one: fetcher_service answers JSON (RFC 8259: UTF-8) and calendars are decoded as
@@ -16,51 +17,25 @@ if "requests" not in sys.modules:
     warnings.filterwarnings("ignore", message="Unable to find acceptable character detection dependency")
 
 import argparse  # noqa: E402 - after the detector is set aside
-import ipaddress
-import dataclasses
 import json
 import logging
 import os
-import random
-import signal
-import tempfile
-import threading
 from importlib import resources
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from . import config as config_mod
-from .api import App
-from .calendar_source import CalendarSource
 from .clock import SystemClock
 from .config import Config, ConfigError
-from .fetcher import FetcherClient, make_session
-from .health import FetcherHealth
-from .journal import Notifier, setup_logging, under_journal, watchdog_interval_s
+from .daemon import StartError, build_daemon, is_loopback, setup_process
+from .journal import under_journal
 from .plan import DEFAULT_HOURS, build_plan, parse_instant, render_json, render_text
-from .scheduler import Scheduler
-from .server import ApiServer
-from .state import State, StateLockedError
-from .workers import WorkerPool
+
+__all__ = ["main", "build_parser", "is_loopback"]  # is_loopback: the tests that start processes import it from here
 
 logger = logging.getLogger("scheduler_api")
 
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
-# A worker waking at a due time must get the interpreter lock quickly even while HTTP handlers are
-# busy: with the default 5 ms switch interval every hand-off under load costs up to 5 ms (see README, Benchmark).
-SWITCH_INTERVAL_S = 0.001
-DISPATCH_LEAD_S = 0.05  # due syncs reach a worker this early and are sent at the due time (see Scheduler._lead_s)
-WORKERS = 6  # four kinds, a calendar refresh and a health probe: nothing queues behind a hanging sync
-
-
-def is_loopback(host: str) -> bool:
-    """:returns: True for ``localhost`` and any loopback address (127.0.0.0/8, ::1)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,207 +130,29 @@ def _plan_calendar(name: str | None, config: Config) -> Any:
 
 
 def run_daemon(config: Config, demo: bool = False) -> int:
-    """Run the daemon until SIGTERM or SIGINT (SPEC.md §8).
+    """Run the daemon until SIGTERM or SIGINT, then shut down (see README, Failure behaviour).
 
-    :returns: 0 after a clean shutdown, 1 when it cannot start.
+    :returns: 0 after a clean shutdown, 1 when it cannot start (state file
+        or port in use; logged at error).
     """
-    clock = SystemClock()
-    environ = os.environ
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
-    setup_logging(config.log_level, environ)
-    threading.excepthook = _log_thread_crash  # else a traceback reaches the journal unprefixed, at info
-    standin = None
-    if demo:
-        from .standin import FetcherStandIn  # only the demo needs it: the daemon stays smaller without
-
-        standin = FetcherStandIn().start()
-        state_file = config.state_file
-        if not environ.get("STATE_FILE"):
-            state_file = os.path.join(tempfile.mkdtemp(prefix="scheduler_api_demo_"), "state.json")
-        config = dataclasses.replace(
-            config, fetcher_url=standin.url, calendar_url=standin.url + "/calendar/{season}.json",
-            calendar_file=None, state_file=state_file,
-        )
-        logger.info("demo fetcher stand-in url=%s serving the bundled 2026 calendar", standin.url)
-
-    state = State(config.state_file, clock)
+    setup_process(config, os.environ)
     try:
-        state.acquire_lock()
-    except (StateLockedError, OSError) as exc:
+        daemon = build_daemon(config, demo=demo)
+    except StartError as exc:
         logger.error("scheduler-api: %s", exc)  # an error, so journalctl -p warning shows it
         return EXIT_FAILURE
-    state.load()
-
-    def client_factory() -> FetcherClient:
-        return FetcherClient(config.fetcher_url, config.fetch_paths, config.fetcher_connect_timeout_s,
-                             config.fetcher_timeout_s, make_session(), clock)
-
-    pool = WorkerPool(WORKERS, client_factory)
-    health = FetcherHealth(clock, config.fetcher_health_ttl_s, config.fetcher_health_path, pool.submit)
-    scheduler = Scheduler(
-        config, state, clock, pool, client_factory, random.SystemRandom(),
-        CalendarSource(config.calendar_url, config.calendar_file), health, DISPATCH_LEAD_S,
-    )
-    ticker = threading.Thread(target=scheduler.run, name="ticker", daemon=True)
-    app = App(config, state, scheduler, health, clock, ticker.is_alive)
-    try:
-        server = ApiServer((config.host, config.port), app, config.http_timeout_s)
-    except OSError as exc:
-        logger.error("scheduler-api: cannot listen on %s:%s: %s", config.host, config.port, exc.strerror or exc)
-        state.release_lock()
-        return EXIT_FAILURE
-    if not is_loopback(config.host) and not config.token:
-        logger.warning("listening on %s without SCHEDULER_API_TOKEN: anyone who can reach it can trigger syncs",
-                       config.host)
-
-    notifier = Notifier(environ)
-    # The main thread sleeps reading this pipe. The interpreter's C-level signal handler writes
-    # each signal's number to it (signal.set_wakeup_fd), whichever thread the kernel delivered
-    # the signal to, and takes no lock; the ticker writes a 0 byte after its first loop. A Python
-    # handler that set an Event could deadlock on a second signal, and one that only set a flag
-    # would go unseen while the main thread sleeps if the signal landed on another thread.
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_w, False)
-
-    def wake() -> None:
-        try:
-            os.write(wake_w, b"\0")
-        except BlockingIOError:
-            pass  # the pipe is full of wake-ups already
-
-    ticker_running = threading.Event()
-
-    def on_first_loop() -> None:
-        ticker_running.set()
-        wake()
-
-    _install_watchdog(scheduler, state, notifier, environ, clock, on_first_loop)
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, _noted_in_wakeup_fd)
-    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-
-    scheduler.start()
-    pool.start()
-    persister = threading.Thread(target=state.run_persister, name="persister", daemon=True)
-    persister.start()
-    ticker.start()
-    http = threading.Thread(target=server.serve, name="http", daemon=True)
-    http.start()
-    host, port = server.server_address[:2]
-    logger.info("listening url=http://%s:%s", host if ":" not in host else f"[{host}]", port)
-
-    ready = False
-    while True:
-        if not ready and ticker_running.is_set():
-            ready = True  # the port is bound and served, and the ticker has run a first loop
-            notifier.notify("READY=1")
-        received = os.read(wake_r, 512)
-        if signal.SIGTERM in received or signal.SIGINT in received:
-            break
-        if signal.SIGHUP in received:
-            logger.info("reload requested (SIGHUP): refreshing the calendar")
-            scheduler.reload_calendar()
-
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, signal.SIG_IGN)  # shutting down already: further signals change nothing
-    signal.set_wakeup_fd(-1)
-    os.close(wake_r)
-    os.close(wake_w)
-    logger.info("shutdown requested; letting in-flight syncs finish (up to %gs)", config.shutdown_grace_s)
-    notifier.notify("STOPPING=1\nSTATUS=stopping: letting in-flight syncs finish")
-    server.stop_serving()
-    http.join(5)
-    scheduler.stop()
-    ticker.join(5)
-    grace_end_mono = clock.monotonic() + config.shutdown_grace_s
-    stuck = pool.shutdown(config.shutdown_grace_s, clock.monotonic)
-    if not server.wait_idle(grace_end_mono - clock.monotonic()):  # manual triggers run on handler threads
-        stuck.append("manual trigger")
-    state.stop_persister()
-    persister.join(10)
-    state.save()
-    server.server_close()
-    if standin is not None:
-        standin.stop()
-    state.release_lock()
-    if stuck:
-        logger.warning("shutdown: %d sync(s) still running after the grace period were abandoned", len(stuck))
-    logger.info("stopped")
+    daemon.start()
+    daemon.wait_for_signal()
+    abandoned = daemon.shutdown(config.shutdown_grace_s)
     logging.shutdown()
-    if stuck:
+    if abandoned:
+        # A sync still running after the grace period holds a worker thread, and workers are not
+        # daemonic (they get the grace period to finish): the interpreter would join it at exit and
+        # wait for as long as fetcher_service hangs. State is saved and the log flushed: leave now.
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
     return 0
-
-
-def _noted_in_wakeup_fd(_signum: int, _frame: Any) -> None:
-    """Python-level handler for SIGTERM, SIGINT and SIGHUP: nothing to do.
-
-    The signal is acted on by the main loop, which reads its number from the
-    wake-up pipe (``signal.set_wakeup_fd``); this handler only replaces the
-    default action (exit, or ``KeyboardInterrupt``).
-    """
-
-
-def _log_thread_crash(args: threading.ExceptHookArgs) -> None:
-    """Log an exception that ends a thread at error, so ``journalctl -p warning`` shows it."""
-    if args.exc_type is SystemExit:
-        return
-    logger.error("thread crashed name=%s", args.thread.name if args.thread is not None else "-",
-                 exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
-
-
-def _install_watchdog(
-    scheduler: Scheduler, state: State, notifier: Notifier, environ: Any, clock: SystemClock,
-    on_first_loop: Callable[[], None] | None = None,
-) -> None:
-    """Send ``WATCHDOG=1`` and a ``STATUS=`` line from the ticker's own loop (SPEC.md §8).
-
-    ``WATCHDOG=1`` goes out only from there, at about half of
-    ``WATCHDOG_USEC`` (the loop's wait is capped to that), so a ticker that
-    is wedged or dead stops it and systemd restarts the service; a busy HTTP
-    server or worker pool cannot keep a dead ticker looking alive.
-    ``STATUS=`` is sent whenever the one-line summary changes.
-
-    :param on_first_loop: called once, from the ticker thread, after its first loop (readiness).
-    """
-    interval_s = watchdog_interval_s(environ)
-    if interval_s is not None:
-        scheduler.loop_timeout_cap_s = min(scheduler.loop_timeout_cap_s, interval_s)
-    last = {"watchdog_mono": None, "status": None, "first": on_first_loop}
-
-    def on_loop() -> None:
-        first, last["first"] = last["first"], None
-        if first is not None:
-            first()
-        if not notifier.enabled:
-            return
-        now_mono = clock.monotonic()
-        if interval_s is not None and (last["watchdog_mono"] is None or now_mono - last["watchdog_mono"] >= interval_s * 0.9):
-            notifier.notify("WATCHDOG=1")
-            last["watchdog_mono"] = now_mono
-        status = status_line(state)
-        if status != last["status"]:
-            notifier.notify("STATUS=" + status)
-            last["status"] = status
-
-    scheduler.on_loop = on_loop
-
-
-def status_line(state: State) -> str:
-    """:returns: the one-line ``STATUS=`` summary: mode and the next sync."""
-    from .plan import iso
-
-    view = state.snapshot(history=False).schedule
-    upcoming = [(ts, kind) for kind, ts in view.next_syncs.items() if ts is not None]
-    mode = view.mode + (f" round {view.mode_round}" if view.mode_round is not None else "")
-    if view.live_session:
-        mode += f" {view.live_session} live"
-    if not upcoming:
-        return f"{mode}; no sync scheduled"
-    ts, kind = min(upcoming)
-    return f"{mode}; next sync {kind} at {iso(ts)}"
 
 
 if __name__ == "__main__":

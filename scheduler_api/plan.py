@@ -91,7 +91,7 @@ def build_plan(config: Config, calendar_body: Any | None, at_ts: int, hours: flo
     :raises ValueError: when the calendar's shape is not recognised.
     """
     clock = _SimClock(float(at_ts))
-    state = State(None, clock)
+    state = State()
     calendar = None
     if calendar_body is not None:
         calendar = parse_calendar(calendar_body)

@@ -1,38 +1,25 @@
-"""State: the lock-guarded record of syncs, schedule, calendar and history, persisted atomically."""
+"""The in-memory state: sync records, the published schedule, the calendar record and frozen snapshots."""
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-import errno
-import fcntl
 import functools
 import json
-import logging
-import os
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .clock import Clock
 from .config import KINDS
 
-logger = logging.getLogger(__name__)
-
-HISTORY_LIMIT = 500  # SPEC.md §7
-STATE_VERSION = 1
+HISTORY_LIMIT = 500  # the history keeps the newest 500 sync records, in memory and on disk
 COUNTERS = ("failed", "retried", "coalesced", "skipped")
-_COMPACT = (",", ":")  # JSON separators of the state file
-
-
-class StateLockedError(Exception):
-    """Another daemon already owns this state file (SPEC.md §8)."""
+JSON_SEPARATORS = (",", ":")  # compact JSON, as in the state file
 
 
 @dataclass(frozen=True)
 class SyncRecord:
-    """One sync attempt, as kept in the history (SPEC.md §5 ``/history``).
+    """One sync attempt, as kept in the history and answered by ``GET /history``.
 
     Times are UTC unix seconds (int); ``duration_ms`` is milliseconds.
     """
@@ -53,7 +40,7 @@ class SyncRecord:
     @functools.cached_property
     def json_text(self) -> str:
         """:returns: :meth:`to_dict` as compact JSON, encoded once (the record is immutable)."""
-        return json.dumps(self.to_dict(), separators=_COMPACT)
+        return json.dumps(self.to_dict(), separators=JSON_SEPARATORS)
 
     def to_dict(self) -> dict[str, Any]:
         """:returns: the JSON form, with ``parameters`` grouped as in the fetcher call."""
@@ -138,7 +125,7 @@ class CalendarRecord:
     @functools.cached_property
     def json_text(self) -> str:
         """:returns: the record as compact JSON, encoded once (the body is never changed in place)."""
-        return json.dumps(dataclasses.asdict(self), separators=_COMPACT)
+        return json.dumps(dataclasses.asdict(self), separators=JSON_SEPARATORS)
 
 
 @dataclass(frozen=True)
@@ -153,140 +140,73 @@ class Snapshot:
     last_failures: Mapping[str, SyncRecord | None] = field(default_factory=lambda: dict.fromkeys(KINDS))
 
 
-class State:
-    """The one shared record of last syncs, schedule, calendar and history.
 
-    All methods are thread-safe. Mutators take the private lock only to
-    change memory; :meth:`save` serialises outside that lock and writes the
-    file atomically (temporary file, fsync, rename, fsync of the directory;
-    SPEC.md §7), so a ``kill -9`` at any moment leaves either the old or the
-    new file. Concurrent saves never let an older copy overwrite a newer one.
 
-    :param path: the state file, or None to keep state in memory only.
-    :param clock: for naming moved-aside files.
+@dataclass(frozen=True)
+class Persisted:
+    """The part of the state that outlives a restart: what the state file holds.
+
+    The schedule is not in it: it is derived again at start.
+
+    :ivar last_syncs: kind -> last successful scheduled sync, UTC unix seconds (int), or None.
+    :ivar calendar: the last good calendar, or None.
+    :ivar history: sync records, oldest first.
+    :ivar counters: name -> count, for the names in :data:`COUNTERS`.
     """
 
-    def __init__(self, path: str | None, clock: Clock) -> None:
-        self.path = path
-        self._clock = clock
+    last_syncs: Mapping[str, int | None] = field(default_factory=lambda: dict.fromkeys(KINDS))
+    calendar: CalendarRecord | None = None
+    history: tuple[SyncRecord, ...] = ()
+    counters: Mapping[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+
+
+class State:
+    """The one shared in-memory record of last syncs, schedule, calendar, history and counters.
+
+    It never touches the disk: the state file and the thread that writes it
+    live in :mod:`scheduler_api.persist`. Each change to what is persisted
+    moves a revision number on, so a saver can tell whether there is
+    anything new to write, and :meth:`save_soon` is the change signal a
+    saver waits on (:meth:`wait_for_save`).
+
+    All methods are thread-safe; none blocks on anything but the private
+    lock, except :meth:`wait_for_save`.
+
+    :param restored: what a state file held at start, or None to start empty.
+        Only the known kinds and counters are taken; the history keeps its
+        newest :data:`HISTORY_LIMIT` records.
+    """
+
+    def __init__(self, restored: Persisted | None = None, _unused_clock: object = None) -> None:
+        # TEMPORARY (drop when the process tests are moved): ``_unused_clock`` lets the old
+        # ``State(None, clock)`` calls in tests/test_http_hardening.py run unchanged; State needs no clock.
+        restored = restored or Persisted()
         self._lock = threading.Lock()
-        self._save_lock = threading.Lock()
-        self._version = 0
-        self._saved_version = 0
-        self._last_syncs: dict[str, int | None] = dict.fromkeys(KINDS)
-        self._schedule = ScheduleView()
-        self._calendar: CalendarRecord | None = None
-        self._history: collections.deque[SyncRecord] = collections.deque(maxlen=HISTORY_LIMIT)
-        self._counters = dict.fromkeys(COUNTERS, 0)
-        self._last_failures: dict[str, SyncRecord | None] = dict.fromkeys(KINDS)
-        self._lock_fd: int | None = None
         self._save_wanted = threading.Condition(self._lock)
-        self._save_pending = False
-        self._persister_running = False
-        self._persister_stopping = False
-
-    # -- ownership -------------------------------------------------------
-
-    def acquire_lock(self) -> None:
-        """Take an exclusive ``flock`` on ``<path>.lock`` (SPEC.md §8).
-
-        :raises StateLockedError: when another process holds it.
-        :raises OSError: when the lock file cannot be created.
-        """
-        if self.path is None:
-            return
-        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise StateLockedError(
-                    f"state file {self.path} is in use by another scheduler_api process "
-                    f"(lock {self.path}.lock held); refusing to start"
-                ) from None
-            raise
-        self._lock_fd = fd
-
-    def release_lock(self) -> None:
-        """Release the lock taken by :meth:`acquire_lock`."""
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-
-    # -- loading ---------------------------------------------------------
-
-    def load(self) -> None:
-        """Read the state file, if any.
-
-        A corrupt, empty or unreadable file is moved aside to
-        ``<path>.corrupt-<unix s>`` with a warning and the daemon starts
-        fresh (SPEC.md §7); it is never overwritten. Invalid history records
-        are dropped one by one.
-        """
-        if self.path is None:
-            return
-        try:
-            with open(self.path, "rb") as handle:
-                raw = handle.read()
-            data = json.loads(raw.decode("utf-8"))
-            if not isinstance(data, dict) or not isinstance(data.get("last_syncs"), dict):
-                raise ValueError("not a scheduler_api state object")
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError) as exc:
-            self._move_aside(f"{type(exc).__name__}: {exc}")
-            return
-        with self._lock:
-            for kind in KINDS:
-                value = data["last_syncs"].get(kind)
-                self._last_syncs[kind] = value if isinstance(value, int) and not isinstance(value, bool) else None
-            calendar = data.get("calendar")
-            if isinstance(calendar, dict) and "body" in calendar:
-                self._calendar = CalendarRecord(
-                    calendar["body"], str(calendar.get("source", "")), int(calendar.get("fetched_at") or 0)
-                )
-            for item in data.get("history") or []:
-                try:
-                    record = SyncRecord.from_dict(item)
-                except (KeyError, TypeError, ValueError, AttributeError):
-                    logger.warning("state history record dropped: not a sync record")
-                    continue
-                self._history.append(record)
-                if record.outcome != "ok" and record.kind in self._last_failures:
-                    self._last_failures[record.kind] = record
-            for name in COUNTERS:
-                value = (data.get("counters") or {}).get(name)
-                if isinstance(value, int):
-                    self._counters[name] = value
-
-    def _move_aside(self, reason: str) -> None:
-        if self.path is None:
-            return
-        target = f"{self.path}.corrupt-{int(self._clock.now_ts())}"
-        suffix = 0
-        while os.path.lexists(target):  # never overwrite an earlier moved-aside file
-            suffix += 1
-            target = f"{self.path}.corrupt-{int(self._clock.now_ts())}.{suffix}"
-        try:
-            os.replace(self.path, target)
-        except OSError as exc:
-            logger.error(
-                "state file %s is unreadable (%s) and could not be moved aside (%s); "
-                "running without saving state", self.path, reason, exc,
-            )
-            self.path = None
-            return
-        logger.warning("state file %s unreadable (%s); moved aside to %s, starting fresh", self.path, reason, target)
+        self._save_asked = False
+        self._revision = 0
+        self._schedule = ScheduleView()
+        self._calendar = restored.calendar
+        self._last_syncs = {kind: restored.last_syncs.get(kind) for kind in KINDS}
+        self._counters = {name: restored.counters.get(name, 0) for name in COUNTERS}
+        self._history: collections.deque[SyncRecord] = collections.deque(restored.history, maxlen=HISTORY_LIMIT)
+        self._last_failures: dict[str, SyncRecord | None] = dict.fromkeys(KINDS)
+        for record in restored.history:
+            if record.outcome != "ok" and record.kind in self._last_failures:
+                self._last_failures[record.kind] = record
 
     # -- mutation --------------------------------------------------------
 
     def record(self, record: SyncRecord, *, counts_as_last_sync: bool) -> None:
         """Append a sync attempt to the history; a success may set ``last_syncs``.
 
+        A failure (any outcome but ``ok``) adds one to the ``failed`` counter
+        and becomes the kind's last failure; it never moves the last sync.
+
         :param record: the attempt.
-        :param counts_as_last_sync: True when it is the kind's scheduled sync
-            (SPEC.md §3: a manual trigger with other parameters does not count).
+        :param counts_as_last_sync: True when it is the kind's scheduled sync.
+            A manual trigger with other parameters than the scheduled ones
+            does not count (see README, What it does).
         """
         with self._lock:
             self._history.append(record)
@@ -295,19 +215,22 @@ class State:
             elif record.outcome != "ok":
                 self._counters["failed"] += 1
                 self._last_failures[record.kind] = record
-            self._version += 1
+            self._revision += 1
 
     def count(self, counter: str, amount: int = 1) -> None:
-        """Add ``amount`` to one of :data:`COUNTERS`."""
+        """Add ``amount`` to one of :data:`COUNTERS`.
+
+        :raises KeyError: for a name not in :data:`COUNTERS` (a bug).
+        """
         with self._lock:
             self._counters[counter] += amount
-            self._version += 1
+            self._revision += 1
 
     def forget_last_sync(self, kind: str) -> None:
         """Drop a kind's last sync (used when a persisted one lies in the future)."""
         with self._lock:
             self._last_syncs[kind] = None
-            self._version += 1
+            self._revision += 1
 
     def publish_schedule(self, view: ScheduleView) -> None:
         """Replace the schedule readers see (not persisted: it is derived)."""
@@ -315,13 +238,17 @@ class State:
             self._schedule = view
 
     def set_calendar(self, record: CalendarRecord) -> None:
-        """Keep a new good calendar (persisted, SPEC.md §4)."""
+        """Keep a new good calendar; it is persisted, so a restart without network still has one."""
         with self._lock:
             self._calendar = record
-            self._version += 1
+            self._revision += 1
+
+    # -- reading ---------------------------------------------------------
 
     def snapshot(self, history: bool = True) -> Snapshot:
-        """:returns: a frozen :class:`Snapshot`; ``history`` newest last."""
+        """:param history: False to leave the history out (it is the costly part to copy).
+        :returns: a frozen :class:`Snapshot`; ``history`` newest last.
+        """
         with self._lock:
             return Snapshot(
                 last_syncs=dict(self._last_syncs),
@@ -332,115 +259,53 @@ class State:
                 last_failures=dict(self._last_failures),
             )
 
-    # -- persistence -----------------------------------------------------
+    def to_persist(self) -> tuple[int, Persisted]:
+        """:returns: ``(revision, persisted part)``, copied under the lock.
+
+        The revision grows by one with each change to the persisted part, so
+        a saver writes only when it moved and never lets an older copy
+        overwrite a newer one.
+        """
+        with self._lock:
+            return self._revision, Persisted(
+                dict(self._last_syncs), self._calendar, tuple(self._history), dict(self._counters)
+            )
+
+    # -- the change signal -----------------------------------------------
 
     def save_soon(self) -> None:
-        """Ask for a save after a change (SPEC.md §7).
+        """Ask for a save after a change; returns at once.
 
-        When the persister thread runs (:meth:`run_persister`), it writes the
-        file and this returns at once: a sync worker never waits on the disk,
-        and changes made during one write are covered by the next. Without a
-        persister (tests, ``plan``) this saves now.
+        It only marks the state as wanting a save and wakes the thread
+        blocked in :meth:`wait_for_save` (the persister), so a sync worker
+        never waits on the disk, and changes made during one write are
+        covered by the next. Nothing is written when no persister runs
+        (``plan``, most tests): the daemon's shutdown saves once more.
         """
         with self._lock:
-            if self._persister_running:
-                self._save_pending = True
-                self._save_wanted.notify()
-                return
-        self.save()
+            self._save_asked = True
+            self._save_wanted.notify_all()
 
-    def run_persister(self) -> None:
-        """Write the file whenever :meth:`save_soon` asks (persister thread only).
+    def wait_for_save(self, timeout_s: float | None = None) -> bool:
+        """Block until :meth:`save_soon` was called since this last returned True.
 
-        Returns after :meth:`stop_persister`, once a last save has been made.
+        :param timeout_s: seconds to wait at most, or None for no limit.
+        :returns: True when a save was asked for (the request is consumed),
+            False after the timeout.
         """
         with self._lock:
-            self._persister_running = True
-        try:
-            while True:
-                with self._lock:
-                    while not self._save_pending and not self._persister_stopping:
-                        self._save_wanted.wait()
-                    self._save_pending = False
-                    stopping = self._persister_stopping
-                self.save()
-                if stopping:
-                    return
-        finally:
-            with self._lock:
-                self._persister_running = False
-
-    def stop_persister(self) -> None:
-        """Make :meth:`run_persister` save once more and return."""
-        with self._lock:
-            self._persister_stopping = True
-            self._save_wanted.notify()
-
-    def save(self) -> None:
-        """Write the state file atomically if anything changed since the last save.
-
-        Errors are logged, never raised: a full disk must not stop syncing.
-        """
-        if self.path is None:
-            return
-        with self._lock:
-            version = self._version
-            if version == self._saved_version:
-                return
-            last_syncs, calendar = dict(self._last_syncs), self._calendar
-            history, counters = tuple(self._history), dict(self._counters)
-        payload = self._encode(last_syncs, calendar, history, counters)
-        with self._save_lock:
-            if version <= self._saved_version:
-                return
-            try:
-                write_atomically(self.path, payload)
-            except OSError as exc:
-                logger.error("state save failed path=%s error=%s", self.path, exc)
-                return
-            with self._lock:
-                self._saved_version = max(self._saved_version, version)
-
-    def _encode(
-        self, last_syncs: dict[str, int | None], calendar: CalendarRecord | None, history: tuple[SyncRecord, ...],
-        counters: dict[str, int],
-    ) -> bytes:
-        """The state file's bytes, as ``json.dumps`` of the whole state with compact separators.
-
-        Records and the calendar are immutable and carry their own encoded
-        JSON (``json_text``), so a save costs a join, not a walk of 500
-        records and the calendar. Thread-safe.
-        """
-        calendar_text = "null" if calendar is None else calendar.json_text
-        history_text = ",".join(record.json_text for record in history)
-        return (
-            f'{{"version":{STATE_VERSION},"last_syncs":{json.dumps(last_syncs, separators=_COMPACT)},'
-            f'"calendar":{calendar_text},"history":[{history_text}],'
-            f'"counters":{json.dumps(counters, separators=_COMPACT)}}}'
-        ).encode("utf-8")
+            asked = self._save_wanted.wait_for(lambda: self._save_asked, timeout_s)
+            self._save_asked = False
+            return asked
 
 
-def write_atomically(path: str, payload: bytes) -> None:
-    """Replace ``path`` with ``payload``: temporary file, fsync, rename, fsync of the directory.
+def __getattr__(name: str) -> Any:
+    """TEMPORARY (drop when the process tests are moved): ``write_atomically`` moved to :mod:`.persist`.
 
-    :raises OSError: when any step fails; the old file is then left as it was.
+    tests/test_faults.py still imports it from here; imported lazily, as persist imports this module.
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp_path = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_path)
-        except OSError:
-            pass
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    if name == "write_atomically":
+        from .persist import write_atomically
+
+        return write_atomically
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,6 +14,7 @@ import responses
 from scheduler_api.config import Config
 from scheduler_api.fetcher import FetcherClient
 from scheduler_api.scheduler import Scheduler
+from scheduler_api.persist import StateFile
 from scheduler_api.state import CalendarRecord, State
 from scheduler_api.workers import InlineExecutor
 
@@ -99,8 +100,7 @@ class Harness:
                  state_path: str | None = None) -> None:
         self.config = config
         self.clock = clock
-        self.state = State(state_path, clock)
-        self.state.load()
+        self.state = State(StateFile(state_path, clock).load())
         if calendar is not None:
             self.state.set_calendar(CalendarRecord(calendar, "test", int(clock.now_ts())))
         self.client = make_client(config, clock)

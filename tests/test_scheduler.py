@@ -273,7 +273,7 @@ class DeferredExecutor:
 
 
 def deferred_scheduler(config, clock, rng, calendar=None):
-    state = State(None, clock)
+    state = State()
     executor = DeferredExecutor(make_client(config, clock))
     scheduler = Scheduler(config, state, clock, executor, lambda: make_client(config, clock), rng)
     return scheduler, state, executor

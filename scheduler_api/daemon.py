@@ -1,0 +1,483 @@
+"""The daemon: build the real parts, start their threads, wait for a signal, shut down in order.
+
+This is the only module that builds real collaborators (sessions, worker
+pool, server, state file) and the only one that names, starts and joins
+threads; everything else takes its collaborators as constructor arguments.
+The shutdown order lives in one place, :meth:`Daemon.shutdown`.
+
+The watchdog pinger (:class:`LoopWatch`), which STYLE.md's layout puts in
+``journal.py``, is here: it is wiring between the ticker's loop, the state
+and sd_notify, not journal formatting, and only the daemon builds it.
+
+TEMPORARY: until ``ticker.py`` and the new ``Scheduler`` land, a marked block
+below stands in for them over today's Scheduler.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import logging
+import os
+import random
+import signal
+import sys
+import tempfile
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from .api import App
+from .calendar_source import CalendarSource
+from .clock import Clock, SystemClock
+from .config import Config
+from .fetcher import FetcherClient, make_session
+from .health import FetcherHealth
+from .journal import Notifier, setup_logging, watchdog_interval_s
+from .persist import Persister, StateFile, StateLockedError
+from .plan import iso
+from .scheduler import Scheduler as _TodaysScheduler
+from .server import ApiServer
+from .state import State
+from .workers import WorkerPool
+
+if TYPE_CHECKING:
+    from .standin import FetcherStandIn
+
+logger = logging.getLogger("scheduler_api")
+
+# A worker waking at a due time must get the interpreter lock quickly even while HTTP handlers are
+# busy: with the default 5 ms switch interval every hand-off under load costs up to 5 ms (see README, Benchmark).
+SWITCH_INTERVAL_S = 0.001
+DISPATCH_LEAD_S = 0.05  # due syncs reach a worker this early and are sent at the due time
+WORKERS = 6  # four kinds, a calendar refresh and a health probe: nothing queues behind a hanging sync
+MAX_WAIT_S = 60.0  # the ticker re-reads wall time at least once a minute
+HTTP_JOIN_S = 5.0  # the accept loop returns at once when told; this only bounds a bug
+TICKER_JOIN_S = 5.0
+PERSISTER_JOIN_S = 10.0  # one write of the state file, fsyncs included
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class StartError(Exception):
+    """The daemon cannot start: its state file is owned by another process, or its port is taken."""
+
+
+# -- TEMPORARY: stand-ins over today's Scheduler, until ticker.py and the new scheduler land ----------
+# They give today's Scheduler (which runs its own loop) the interfaces daemon.py is written against:
+#   Ticker(clock, *, on_loop=None, max_wait_s=60.0); .run(tick) until .stop(); .wake()
+#   Scheduler(..., calendar_source=None, health=None, wake=None, dispatch_lead_s=0.0); .release()
+# At the merge, delete this block and import Ticker from .ticker and Scheduler from .scheduler.
+
+
+class Scheduler(_TodaysScheduler):
+    """TEMPORARY: today's Scheduler with the new constructor and ``release()``."""
+
+    def __init__(
+        self, config: Config, state: State, clock: Clock, executor: Any, client_factory: Callable[[], FetcherClient],
+        rng: random.Random, calendar_source: CalendarSource | None = None, health: FetcherHealth | None = None,
+        wake: Callable[[], None] | None = None, dispatch_lead_s: float = 0.0,
+    ) -> None:
+        del wake  # today's Scheduler wakes its own loop
+        super().__init__(config, state, clock, executor, client_factory, rng, calendar_source, health, dispatch_lead_s)
+
+    def release(self) -> None:
+        """Send syncs waiting for their due time at once (today's ``stop()`` also ends its loop)."""
+        self.stop()
+
+
+class Ticker:
+    """TEMPORARY: runs today's ``Scheduler.run`` loop, handing it ``on_loop`` and the wait cap."""
+
+    def __init__(self, clock: Clock, *, on_loop: Callable[[], None] | None = None, max_wait_s: float = MAX_WAIT_S):
+        del clock
+        self._on_loop = on_loop
+        self._max_wait_s = max_wait_s
+        self._scheduler: _TodaysScheduler | None = None
+
+    def run(self, tick: Callable[[float], float | None]) -> None:
+        scheduler = tick.__self__  # type: ignore[attr-defined]  # today's loop lives in the scheduler
+        scheduler.on_loop, scheduler.loop_timeout_cap_s = self._on_loop, self._max_wait_s
+        self._scheduler = scheduler
+        scheduler.run()
+
+    def wake(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.wake()
+
+    def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.stop()
+
+
+# -- end of the temporary stand-ins ---------------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    """:returns: True for ``localhost`` and any loopback address (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def setup_process(config: Config, environ: Mapping[str, str]) -> None:
+    """Process-wide settings for a daemon: logging, the switch interval, logging of thread crashes.
+
+    Kept apart from :func:`build_daemon` so that tests can build a daemon
+    without changing their own process's logging.
+    """
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    setup_logging(config.log_level, environ)
+    threading.excepthook = _log_thread_crash  # else a traceback reaches the journal unprefixed, at info
+
+
+def _log_thread_crash(args: threading.ExceptHookArgs) -> None:
+    """Log an exception that ends a thread at error, so ``journalctl -p warning`` shows it."""
+    if args.exc_type is SystemExit:
+        return
+    logger.error("thread crashed name=%s", args.thread.name if args.thread is not None else "-",
+                 exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+
+
+class SignalPipe:
+    """Signals and wake-ups reach the main thread through one pipe.
+
+    The main thread sleeps reading this pipe. The interpreter's C-level
+    signal handler writes each signal's number to it
+    (``signal.set_wakeup_fd``), whichever thread the kernel delivered the
+    signal to, and takes no lock; :meth:`wake` writes a 0 byte. A Python
+    handler that set an Event could deadlock on a second signal, and one
+    that only set a flag would go unseen while the main thread sleeps if
+    the signal landed on another thread.
+
+    :meth:`install`, :meth:`read` and :meth:`close`: main thread only.
+    :meth:`wake`: any thread; never blocks.
+    """
+
+    def __init__(self) -> None:
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._write_fd, False)
+
+    def install(self) -> None:
+        """Handle SIGTERM, SIGINT and SIGHUP by writing their numbers to the pipe."""
+        for signum in SIGNALS:
+            signal.signal(signum, _noted_in_wakeup_fd)
+        signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
+
+    def wake(self) -> None:
+        """Make :meth:`read` return (a 0 byte); does nothing once closed."""
+        if self._write_fd < 0:
+            return
+        try:
+            os.write(self._write_fd, b"\0")
+        except BlockingIOError:
+            pass  # the pipe is full of wake-ups already
+
+    def read(self) -> bytes:
+        """Block until a signal or a wake-up arrives.
+
+        :returns: the bytes read: signal numbers, and 0 for a wake-up.
+        """
+        return os.read(self._read_fd, 512)
+
+    def close(self) -> None:
+        """Ignore the three signals from now on, and close the pipe."""
+        for signum in SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)  # shutting down already: further signals change nothing
+        signal.set_wakeup_fd(-1)
+        read_fd, write_fd, self._read_fd, self._write_fd = self._read_fd, self._write_fd, -1, -1
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+def _noted_in_wakeup_fd(_signum: int, _frame: Any) -> None:
+    """Python-level handler for SIGTERM, SIGINT and SIGHUP: nothing to do.
+
+    The signal is acted on by the main loop, which reads its number from the
+    wake-up pipe (``signal.set_wakeup_fd``); this handler only replaces the
+    default action (exit, or ``KeyboardInterrupt``).
+    """
+
+
+class LoopWatch:
+    """Called from the ticker's own loop: readiness, ``WATCHDOG=1`` and the ``STATUS=`` line.
+
+    ``WATCHDOG=1`` goes out only from there, at about half of
+    ``WATCHDOG_USEC`` (the daemon caps the ticker's wait to that), so a
+    ticker that is wedged or dead stops it and systemd restarts the service;
+    a busy HTTP server or worker pool cannot keep a dead ticker looking
+    alive. ``STATUS=`` is sent whenever the one-line summary changes.
+
+    Ticker thread only.
+
+    :param notifier: sd_notify; with it disabled only ``on_first_loop`` runs.
+    :param state: read for the status line.
+    :param clock: monotonic seconds between pings.
+    :param interval_s: seconds between ``WATCHDOG=1`` pings, or None when the watchdog is off.
+    :param on_first_loop: called once, after the ticker's first loop (readiness).
+    """
+
+    def __init__(
+        self, notifier: Notifier, state: State, clock: Clock, interval_s: float | None,
+        on_first_loop: Callable[[], None] | None = None,
+    ) -> None:
+        self._notifier = notifier
+        self._state = state
+        self._clock = clock
+        self._interval_s = interval_s
+        self._on_first_loop = on_first_loop
+        self._pinged_mono: float | None = None
+        self._status: str | None = None
+
+    def __call__(self) -> None:
+        """One pass, after one of the ticker's loops."""
+        first, self._on_first_loop = self._on_first_loop, None
+        if first is not None:
+            first()
+        if not self._notifier.enabled:
+            return
+        now_mono = self._clock.monotonic()
+        if self._interval_s is not None and (
+            self._pinged_mono is None or now_mono - self._pinged_mono >= self._interval_s * 0.9
+        ):
+            self._notifier.notify("WATCHDOG=1")
+            self._pinged_mono = now_mono
+        status = status_line(self._state)
+        if status != self._status:
+            self._notifier.notify("STATUS=" + status)
+            self._status = status
+
+
+def status_line(state: State) -> str:
+    """:returns: the one-line ``STATUS=`` summary: mode and the next sync."""
+    view = state.snapshot(history=False).schedule
+    upcoming = [(ts, kind) for kind, ts in view.next_syncs.items() if ts is not None]
+    mode = view.mode + (f" round {view.mode_round}" if view.mode_round is not None else "")
+    if view.live_session:
+        mode += f" {view.live_session} live"
+    if not upcoming:
+        return f"{mode}; no sync scheduled"
+    ts, kind = min(upcoming)
+    return f"{mode}; next sync {kind} at {iso(ts)}"
+
+
+class Daemon:
+    """The built daemon: its parts, its threads, and the one shutdown order.
+
+    Call :meth:`start`, then :meth:`wait_for_signal`, then :meth:`shutdown`,
+    all from the main thread (signal handlers can only be installed there).
+
+    :param clock: measures the shutdown grace period.
+    :param state_file: the locked state file, unlocked last.
+    :param persister: saves the state; its thread is started and joined here.
+    :param pool: the sync workers.
+    :param scheduler: the policy; started here, released at shutdown.
+    :param ticker: the loop calling ``scheduler.tick``.
+    :param ticker_thread: the thread that will run ``ticker`` (built earlier: ``/status`` asks whether it is alive).
+    :param server: the bound HTTP server.
+    :param notifier: sd_notify.
+    :param signals: the wake-up pipe of the main thread.
+    :param ready: set after the ticker's first loop.
+    :param standin: the demo's stand-in fetcher, stopped at shutdown, or None.
+    """
+
+    def __init__(
+        self, *, clock: Clock, state_file: StateFile, persister: Persister, pool: WorkerPool,
+        scheduler: Scheduler, ticker: Ticker, ticker_thread: threading.Thread, server: ApiServer,
+        notifier: Notifier, signals: SignalPipe, ready: threading.Event, standin: FetcherStandIn | None = None,
+    ) -> None:
+        self._clock = clock
+        self._state_file = state_file
+        self._persister = persister
+        self._pool = pool
+        self._scheduler = scheduler
+        self._ticker = ticker
+        self._server = server
+        self._notifier = notifier
+        self._signals = signals
+        self._ready = ready
+        self._standin = standin
+        self._threads = {
+            "persister": threading.Thread(target=persister.run, name="persister", daemon=True),
+            "ticker": ticker_thread,
+            "http": threading.Thread(target=server.serve, name="http", daemon=True),
+        }
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """:returns: ``(host, port)`` the server is bound to (port 0 in the config picks one)."""
+        host, port = self._server.server_address[:2]
+        return host, port
+
+    def start(self) -> None:
+        """Install the signal handlers, start the scheduler, the workers and the threads; log ``listening``."""
+        self._signals.install()
+        self._scheduler.start()
+        self._pool.start()
+        for thread in self._threads.values():
+            thread.start()
+        host, port = self.address
+        logger.info("listening url=http://%s:%s", host if ":" not in host else f"[{host}]", port)
+
+    def wait_for_signal(self) -> int:
+        """Serve until SIGTERM or SIGINT (main thread only).
+
+        Sends ``READY=1`` once, as soon as the port is bound and served and
+        the ticker has run a first loop. SIGHUP refreshes the calendar and
+        the wait goes on; a burst of them coalesces into one or a few reloads.
+
+        :returns: the signal number that ended the wait.
+        """
+        ready = False
+        while True:
+            if not ready and self._ready.is_set():
+                ready = True
+                self._notifier.notify("READY=1")
+            received = self._signals.read()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                if signum in received:
+                    return signum
+            if signal.SIGHUP in received:
+                logger.info("reload requested (SIGHUP): refreshing the calendar")
+                self._scheduler.reload_calendar()
+
+    def shutdown(self, grace_s: float) -> list[str]:
+        """Stop in order, letting syncs under way finish for up to ``grace_s`` (main thread only).
+
+        The order, and why:
+
+        1. Ignore further signals and close the wake-up pipe: a second
+           SIGTERM during shutdown changes nothing.
+        2. Tell systemd ``STOPPING=1``.
+        3. Stop accepting connections and join the accept loop: no new
+           manual trigger can start (requests on open connections get 503).
+        4. Release the scheduler and stop the ticker: no new scheduled sync
+           starts, and syncs waiting for their due time are sent at once
+           rather than held back for the whole grace period.
+        5. Let the workers finish within ``grace_s``, then wait for manual
+           triggers (they run on request threads) until the same deadline,
+           so each gets its answer.
+        6. Stop the persister and save once more: every outcome recorded by
+           now is on disk.
+        7. Close the listening socket, stop the demo stand-in, release the
+           state file's lock last, so no second daemon starts on it before
+           the final save.
+
+        :param grace_s: seconds syncs under way may take in all (``SHUTDOWN_GRACE``).
+        :returns: what was still running after the grace period and was
+            abandoned (worker names, ``"manual trigger"``); empty after a clean stop.
+        """
+        self._signals.close()
+        logger.info("shutdown requested; letting in-flight syncs finish (up to %gs)", grace_s)
+        self._notifier.notify("STOPPING=1\nSTATUS=stopping: letting in-flight syncs finish")
+        self._server.stop_serving()
+        self._threads["http"].join(HTTP_JOIN_S)
+        self._scheduler.release()
+        self._ticker.stop()
+        self._threads["ticker"].join(TICKER_JOIN_S)
+        grace_end_mono = self._clock.monotonic() + grace_s
+        abandoned = self._pool.shutdown(grace_s, self._clock.monotonic)
+        if not self._server.wait_idle(grace_end_mono - self._clock.monotonic()):
+            abandoned.append("manual trigger")
+        self._persister.stop()
+        self._threads["persister"].join(PERSISTER_JOIN_S)
+        self._persister.save()
+        self._server.server_close()
+        if self._standin is not None:
+            self._standin.stop()
+        self._state_file.unlock()
+        if abandoned:
+            logger.warning("shutdown: %d sync(s) still running after the grace period were abandoned", len(abandoned))
+        logger.info("stopped")
+        return abandoned
+
+
+def build_daemon(config: Config, *, demo: bool = False, environ: Mapping[str, str] | None = None) -> Daemon:
+    """Build the real parts and wire them; nothing runs until :meth:`Daemon.start`.
+
+    Locks and loads the state file and binds the port, so both errors show
+    before anything starts. Warns when listening beyond loopback without a token.
+
+    :param config: the configuration.
+    :param demo: run against a built-in stand-in for fetcher_service serving
+        the bundled 2026 calendar (state in a temporary directory unless
+        ``STATE_FILE`` is set).
+    :param environ: the process environment (``NOTIFY_SOCKET``, ``WATCHDOG_USEC``,
+        ``STATE_FILE``); None for ``os.environ``.
+    :raises StartError: when the state file is in use or cannot be locked, or the port cannot be bound.
+    """
+    environ = os.environ if environ is None else environ
+    standin = None
+    if demo:
+        config, standin = _demo(config, environ)
+    try:
+        return _build(config, environ, standin)
+    except StartError:
+        if standin is not None:
+            standin.stop()
+        raise
+
+
+def _build(config: Config, environ: Mapping[str, str], standin: FetcherStandIn | None) -> Daemon:
+    """:func:`build_daemon` once the configuration is final."""
+    clock = SystemClock()
+    state_file = StateFile(config.state_file, clock)
+    try:
+        state_file.lock()
+    except (StateLockedError, OSError) as exc:
+        raise StartError(str(exc)) from exc
+    state = State(state_file.load())
+
+    def client_factory() -> FetcherClient:
+        return FetcherClient(config.fetcher_url, config.fetch_paths, config.fetcher_connect_timeout_s,
+                             config.fetcher_timeout_s, make_session(), clock)
+
+    notifier, signals, ready = Notifier(environ), SignalPipe(), threading.Event()
+    watchdog_s = watchdog_interval_s(environ)
+
+    def on_first_loop() -> None:
+        ready.set()
+        signals.wake()
+
+    watch = LoopWatch(notifier, state, clock, watchdog_s, on_first_loop)
+    # The ticker pings the watchdog, so it must loop at least once per ping interval.
+    ticker = Ticker(clock, on_loop=watch, max_wait_s=MAX_WAIT_S if watchdog_s is None else min(MAX_WAIT_S, watchdog_s))
+    pool = WorkerPool(WORKERS, client_factory)
+    health = FetcherHealth(clock, config.fetcher_health_ttl_s, config.fetcher_health_path, pool.submit)
+    scheduler = Scheduler(
+        config, state, clock, pool, client_factory, random.SystemRandom(),
+        calendar_source=CalendarSource(config.calendar_url, config.calendar_file), health=health,
+        wake=ticker.wake, dispatch_lead_s=DISPATCH_LEAD_S,
+    )
+    ticker_thread = threading.Thread(target=ticker.run, args=(scheduler.tick,), name="ticker", daemon=True)
+    app = App(config, state, scheduler, health, clock, ticker_thread.is_alive)
+    try:
+        server = ApiServer((config.host, config.port), app, config.http_timeout_s)
+    except OSError as exc:
+        state_file.unlock()
+        raise StartError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from exc
+    if not is_loopback(config.host) and not config.token:
+        logger.warning("listening on %s without SCHEDULER_API_TOKEN: anyone who can reach it can trigger syncs",
+                       config.host)
+    return Daemon(
+        clock=clock, state_file=state_file, persister=Persister(state, state_file), pool=pool,
+        scheduler=scheduler, ticker=ticker, ticker_thread=ticker_thread, server=server, notifier=notifier,
+        signals=signals, ready=ready, standin=standin,
+    )
+
+
+def _demo(config: Config, environ: Mapping[str, str]) -> tuple[Config, FetcherStandIn]:
+    """Start the demo's stand-in fetcher and point the configuration at it."""
+    from .standin import FetcherStandIn  # only the demo needs it: the daemon stays smaller without
+
+    standin = FetcherStandIn().start()
+    state_file = config.state_file
+    if not environ.get("STATE_FILE"):
+        state_file = os.path.join(tempfile.mkdtemp(prefix="scheduler_api_demo_"), "state.json")
+    config = dataclasses.replace(
+        config, fetcher_url=standin.url, calendar_url=standin.url + "/calendar/{season}.json",
+        calendar_file=None, state_file=state_file,
+    )
+    logger.info("demo fetcher stand-in url=%s serving the bundled 2026 calendar", standin.url)
+    return config, standin

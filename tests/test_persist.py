@@ -1,0 +1,363 @@
+"""The state file and the persister: atomic writes, corrupt files, the owner lock, the save thread."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+
+import pytest
+
+import scheduler_api.persist as persist_module
+from scheduler_api.persist import Persister, StateFile, StateLockedError
+from scheduler_api.state import HISTORY_LIMIT, CalendarRecord, ScheduleView, State
+
+from conftest import load_calendar
+from test_state import T0, record
+
+
+@pytest.fixture
+def path(tmp_path) -> str:
+    return str(tmp_path / "state.json")
+
+
+def fresh(path: str, clock) -> tuple[State, Persister]:
+    """:returns: the state a daemon starts with from ``path``, and a persister saving it there."""
+    state_file = StateFile(path, clock)
+    state = State(state_file.load())
+    return state, Persister(state, state_file)
+
+
+# -- persistence -------------------------------------------------------------------
+
+
+def test_save_round_trips_last_syncs_calendar_history_and_counters(path, clock):
+    calendar = load_calendar("ergast-2026.json")
+    state, persister = fresh(path, clock)
+    state.record(record("seasons", 0), counts_as_last_sync=True)
+    state.record(record("results", 5), counts_as_last_sync=True)
+    state.record(record("rounds", 10, outcome="failed"), counts_as_last_sync=False)
+    state.record(record("standings", 20, trigger="manual"), counts_as_last_sync=False)
+    state.set_calendar(CalendarRecord(calendar, "https://api.jolpi.ca/ergast/f1/2026.json", T0 - 60))
+    state.count("retried", 2)
+    state.count("coalesced")
+    persister.save()
+
+    loaded = fresh(path, clock)[0].snapshot()
+    saved = state.snapshot()
+
+    assert loaded.last_syncs == {"seasons": T0, "rounds": None, "results": T0 + 5, "standings": None}
+    assert loaded.calendar == CalendarRecord(calendar, "https://api.jolpi.ca/ergast/f1/2026.json", T0 - 60)
+    assert loaded.history == saved.history
+    assert [r.kind for r in loaded.history] == ["seasons", "results", "rounds", "standings"]
+    assert loaded.history[2].error == "HTTP 500: Failed to fetch rounds: boom"
+    assert loaded.history[1].session == "race"
+    assert loaded.counters == {"failed": 1, "retried": 2, "coalesced": 1, "skipped": 0}
+
+
+def test_saved_file_is_json_with_version_and_parameters(path, clock):
+    state, persister = fresh(path, clock)
+    state.record(record("results", 0), counts_as_last_sync=True)
+    persister.save()
+
+    with open(path, encoding="utf-8") as handle:
+        data = json.load(handle)
+
+    assert data["version"] == 1
+    assert data["last_syncs"] == {"seasons": None, "rounds": None, "results": T0, "standings": None}
+    assert data["calendar"] is None
+    assert data["history"] == [{
+        "kind": "results", "parameters": {"season": 2026, "round": 23, "session": "race"},
+        "trigger": "schedule", "outcome": "ok", "attempt": 1, "http_status": 200, "duration_ms": 412,
+        "started_at": T0, "finished_at": T0, "error": None,
+    }]
+
+
+def test_history_is_capped_at_500_newest(path, clock):
+    state, persister = fresh(path, clock)
+    for n in range(HISTORY_LIMIT + 20):
+        state.record(record("rounds", n), counts_as_last_sync=True)
+    persister.save()
+
+    in_memory = state.snapshot().history
+    reloaded = fresh(path, clock)[0].snapshot().history
+    with open(path, encoding="utf-8") as handle:
+        on_disk = json.load(handle)["history"]
+
+    assert HISTORY_LIMIT == 500
+    assert len(in_memory) == len(reloaded) == len(on_disk) == 500
+    assert in_memory[0].finished_at == T0 + 20
+    assert in_memory[-1].finished_at == T0 + 519
+    assert reloaded == in_memory
+
+
+def test_history_of_an_oversized_file_is_capped_on_load(path, clock):
+    rec = record("rounds", 0).to_dict()
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump({"version": 1, "last_syncs": {}, "history": [dict(rec, attempt=n + 1) for n in range(600)]},
+                  handle)
+
+    history = fresh(path, clock)[0].snapshot().history
+
+    assert len(history) == 500
+    assert (history[0].attempt, history[-1].attempt) == (101, 600)
+
+
+def test_saved_file_always_parses_and_leaves_no_temporary_files(path, clock, tmp_path):
+    state, persister = fresh(path, clock)
+    for n in range(30):
+        state.record(record("standings", n), counts_as_last_sync=True)
+        persister.save()
+        with open(path, encoding="utf-8") as handle:
+            assert len(json.load(handle)["history"]) == n + 1
+
+    assert sorted(os.listdir(tmp_path)) == ["state.json"]
+
+
+def test_save_without_changes_does_not_write(path, clock, monkeypatch):
+    state, persister = fresh(path, clock)
+    state.record(record(), counts_as_last_sync=True)
+    persister.save()
+    writes = []
+    monkeypatch.setattr(persist_module, "write_atomically", lambda *args: writes.append(args))
+
+    persister.save()
+    state.publish_schedule(ScheduleView(mode="race_weekend"))  # derived, not persisted
+    persister.save()
+
+    assert writes == []
+
+
+def test_failed_save_keeps_the_old_file_and_is_logged(path, clock, tmp_path, monkeypatch, caplog):
+    state, persister = fresh(path, clock)
+    state.record(record("rounds", 0), counts_as_last_sync=True)
+    persister.save()
+    with open(path, "rb") as handle:
+        before = handle.read()
+    state.record(record("rounds", 30), counts_as_last_sync=True)
+
+    def no_space(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(persist_module.os, "fsync", no_space)
+    with caplog.at_level(logging.ERROR, logger="scheduler_api.persist"):
+        persister.save()  # never raises: a full disk must not stop syncing
+    monkeypatch.undo()
+
+    with open(path, "rb") as handle:
+        assert handle.read() == before
+    assert sorted(os.listdir(tmp_path)) == ["state.json"]
+    assert "state save failed" in caplog.text
+    assert "No space left on device" in caplog.text
+    persister.save()  # the change is still pending and is written once the disk recovers
+    assert fresh(path, clock)[0].snapshot().last_syncs["rounds"] == T0 + 30
+
+
+def test_older_concurrent_save_never_overwrites_a_newer_one(path, clock, monkeypatch):
+    """Save A serialises version 1; before it writes, save B records more and writes version 2."""
+    state, persister = fresh(path, clock)
+    state.record(record("rounds", 0), counts_as_last_sync=True)
+    real_encode = persist_module.encode
+    interleaved = []
+
+    def interleaving_encode(persisted):
+        payload = real_encode(persisted)
+        if not interleaved:
+            interleaved.append(len(persisted.history))
+            state.record(record("rounds", 30), counts_as_last_sync=True)
+            persister.save()  # B: newer, runs to completion in between
+        return payload
+
+    monkeypatch.setattr(persist_module, "encode", interleaving_encode)
+    persister.save()  # A: older
+    monkeypatch.undo()
+
+    assert interleaved == [1]
+    with open(path, encoding="utf-8") as handle:
+        data = json.load(handle)
+    assert len(data["history"]) == 2
+    assert data["last_syncs"]["rounds"] == T0 + 30
+
+
+def test_in_memory_state_never_touches_disk(clock, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    state_file = StateFile(None, clock)
+    state = State(state_file.load())
+    state_file.lock()
+    state.record(record(), counts_as_last_sync=True)
+    Persister(state, state_file).save()
+    state_file.unlock()
+
+    assert os.listdir(tmp_path) == []
+
+
+# -- unreadable files ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"{not json", b"", b"[1, 2, 3]", b'"state"', b"null", b'{"version": 1}', b'{"last_syncs": [1]}',
+     b"\xff\xfe\x00garbage", b'{"last_syncs": {"rounds": 1796040000}, "hist'],
+    ids=["broken-json", "empty", "list", "string", "null", "no-last-syncs", "last-syncs-not-object",
+         "not-utf8", "truncated"],
+)
+def test_unreadable_state_file_is_moved_aside_and_state_starts_fresh(path, clock, caplog, content):
+    with open(path, "wb") as handle:
+        handle.write(content)
+
+    state_file = StateFile(path, clock)
+    with caplog.at_level(logging.WARNING, logger="scheduler_api.persist"):
+        state = State(state_file.load())
+
+    aside = f"{path}.corrupt-{T0}"
+    assert not os.path.exists(path)
+    with open(aside, "rb") as handle:
+        assert handle.read() == content
+    assert f"moved aside to {aside}" in caplog.text
+    assert "starting fresh" in caplog.text
+    snap = state.snapshot()
+    assert snap.last_syncs == {"seasons": None, "rounds": None, "results": None, "standings": None}
+    assert snap.history == ()
+    assert snap.calendar is None
+    assert state_file.path == path  # it keeps saving to the usual place
+
+
+def test_moved_aside_file_is_never_overwritten_by_the_next_save(path, clock):
+    with open(path, "wb") as handle:
+        handle.write(b"{corrupt")
+    state, persister = fresh(path, clock)
+    state.record(record(), counts_as_last_sync=True)
+    persister.save()
+
+    with open(f"{path}.corrupt-{T0}", "rb") as handle:
+        assert handle.read() == b"{corrupt"
+    assert fresh(path, clock)[0].snapshot().last_syncs["rounds"] == T0
+
+
+def test_second_corrupt_file_in_the_same_second_keeps_the_first(path, clock):
+    for content in (b"first", b"second"):
+        with open(path, "wb") as handle:
+            handle.write(content)
+        fresh(path, clock)
+
+    moved = sorted(name for name in os.listdir(os.path.dirname(path)) if ".corrupt-" in name)
+    contents = set()
+    for name in moved:
+        with open(os.path.join(os.path.dirname(path), name), "rb") as handle:
+            contents.add(handle.read())
+    assert contents == {b"first", b"second"}
+    assert moved == [f"state.json.corrupt-{T0}", f"state.json.corrupt-{T0}.1"]
+
+
+def test_missing_state_file_starts_fresh_quietly(path, clock, caplog):
+    with caplog.at_level(logging.WARNING):
+        state, _persister = fresh(path, clock)
+
+    assert caplog.records == []
+    assert state.snapshot().last_syncs["rounds"] is None
+    assert not os.path.exists(path)
+
+
+def test_invalid_history_records_are_dropped_one_by_one(path, clock, caplog):
+    good = record("rounds", 0).to_dict()
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump({
+            "version": 1,
+            "last_syncs": {"seasons": T0, "rounds": "yesterday", "results": True, "standings": 12.5},
+            "history": [good, {"kind": "rounds"}, "junk", dict(good, attempt="one"), dict(good, finished_at=T0 + 9)],
+            "counters": {"failed": 3, "retried": "x"},
+        }, handle)
+
+    with caplog.at_level(logging.WARNING, logger="scheduler_api.persist"):
+        snap = fresh(path, clock)[0].snapshot()
+
+    assert [r.finished_at for r in snap.history] == [T0, T0 + 9]
+    assert snap.last_syncs == {"seasons": T0, "rounds": None, "results": None, "standings": None}
+    assert snap.counters == {"failed": 3, "retried": 0, "coalesced": 0, "skipped": 0}
+    assert caplog.text.count("state history record dropped") == 3
+    assert os.path.exists(path)  # a partly bad file is not corrupt
+
+
+# -- one owner per state file ---------------------------------------------------------
+
+
+def test_second_state_on_the_same_path_is_refused_with_a_clear_message(path, clock):
+    first = StateFile(path, clock)
+    first.lock()
+    second = StateFile(path, clock)
+
+    with pytest.raises(StateLockedError) as raised:
+        second.lock()
+
+    assert str(raised.value) == (
+        f"state file {path} is in use by another scheduler_api process "
+        f"(lock {path}.lock held); refusing to start"
+    )
+    first.unlock()
+
+
+def test_lock_is_free_again_after_release(path, clock):
+    first = StateFile(path, clock)
+    first.lock()
+    first.unlock()
+    second = StateFile(path, clock)
+
+    second.lock()  # does not raise
+
+    with pytest.raises(StateLockedError):
+        StateFile(path, clock).lock()
+    second.unlock()
+    assert os.path.exists(path + ".lock")
+
+
+def test_lock_on_another_path_is_independent(tmp_path, clock):
+    first = StateFile(str(tmp_path / "a.json"), clock)
+    second = StateFile(str(tmp_path / "b.json"), clock)
+
+    first.lock()
+    second.lock()
+
+    first.unlock()
+    second.unlock()
+
+
+# -- the persister thread -------------------------------------------------------------
+
+
+def test_persister_thread_writes_changes_asked_for_by_save_soon(tmp_path, clock):
+    path = tmp_path / "state.json"
+    state, persister = fresh(str(path), clock)
+    thread = threading.Thread(target=persister.run)
+    thread.start()
+    try:
+        state.count("failed")
+        state.save_soon()  # returns at once; the persister writes
+    finally:
+        persister.stop()
+        thread.join(5)
+    assert not thread.is_alive()
+    assert json.loads(path.read_text())["counters"]["failed"] == 1
+
+
+def test_save_soon_without_a_persister_thread_is_written_by_the_next_save(tmp_path, clock):
+    path = tmp_path / "state.json"
+    state, persister = fresh(str(path), clock)
+    state.count("retried")
+    state.save_soon()  # only asks: no thread runs to answer
+    assert not path.exists()
+    persister.save()  # as the daemon's shutdown does, once the thread has stopped
+    assert json.loads(path.read_text())["counters"]["retried"] == 1
+
+
+def test_last_failure_of_each_kind_is_kept_and_survives_a_restart(path, clock):
+    state, persister = fresh(path, clock)
+    state.record(record("rounds", 1, "failed"), counts_as_last_sync=True)
+    state.record(record("rounds", 2), counts_as_last_sync=True)  # a later success does not clear it
+    state.record(record("standings", 3, "timeout", error="no answer: read timeout after 300s"),
+                 counts_as_last_sync=True)
+    persister.save()
+    for snap in (state.snapshot(history=False), fresh(path, clock)[0].snapshot(history=False)):
+        assert snap.last_failures["rounds"] == record("rounds", 1, "failed")
+        assert snap.last_failures["standings"].error == "no answer: read timeout after 300s"
+        assert snap.last_failures["seasons"] is None and snap.last_failures["results"] is None
