@@ -177,9 +177,7 @@ class State:
         newest :data:`HISTORY_LIMIT` records.
     """
 
-    def __init__(self, restored: Persisted | None = None, _unused_clock: object = None) -> None:
-        # TEMPORARY (drop when the process tests are moved): ``_unused_clock`` lets the old
-        # ``State(None, clock)`` calls in tests/test_http_hardening.py run unchanged; State needs no clock.
+    def __init__(self, restored: Persisted | None = None) -> None:
         restored = restored or Persisted()
         self._lock = threading.Lock()
         self._save_wanted = threading.Condition(self._lock)
@@ -298,14 +296,3 @@ class State:
             self._save_asked = False
             return asked
 
-
-def __getattr__(name: str) -> Any:
-    """TEMPORARY (drop when the process tests are moved): ``write_atomically`` moved to :mod:`.persist`.
-
-    tests/test_faults.py still imports it from here; imported lazily, as persist imports this module.
-    """
-    if name == "write_atomically":
-        from .persist import write_atomically
-
-        return write_atomically
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
