@@ -35,7 +35,7 @@ def test_token_is_compared_in_constant_time(monkeypatch):
             return Outcome("ok", 200, None, 1), False
 
     clock = SystemClock()
-    app = api_mod.App(Config(token=TOKEN), State(None, clock), Scheduler(), None, clock, lambda: True)
+    app = api_mod.App(Config(token=TOKEN), State(), Scheduler(), None, clock, lambda: True)
     assert app.handle("POST", "/trigger/seasons", "Bearer nope")[0] == 401
     assert app.handle("POST", "/trigger/seasons", "Bearer " + TOKEN)[0] == 200
     assert len(compared) == 2
@@ -55,7 +55,7 @@ def test_headers_and_body_in_one_write_and_a_large_listen_backlog():
             pass
 
     class Server:
-        app = api_mod.App(Config(), State(None, SystemClock()), None, None, SystemClock(), lambda: True)
+        app = api_mod.App(Config(), State(), None, None, SystemClock(), lambda: True)
         admission = threading.Lock()
         stopping = False
 

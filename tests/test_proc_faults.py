@@ -146,7 +146,7 @@ def test_hanging_sync_of_one_kind_never_delays_another_or_takes_more_than_one_wo
 
 WRITER = """
 import sys
-from scheduler_api.state import write_atomically
+from scheduler_api.persist import write_atomically
 path = sys.argv[1]
 i = 0
 while True:
