@@ -587,7 +587,7 @@ class Scheduler:
             self._cond.notify_all()
         flight.done.set()
         if self.health is not None:
-            self.health.record(outcome.fetcher_called)
+            self.health.record(outcome.answered)
         record = SyncRecord(
             kind=key.kind, season=key.season, round=key.round, session=session_name, trigger=trigger,
             outcome=outcome.outcome, attempt=attempt, http_status=outcome.http_status,

@@ -58,10 +58,11 @@ def test_daemon_process_runs_without_a_charset_detector_and_without_warnings():
     probe = (
         "import sys, scheduler_api.__main__, requests\n"
         "from scheduler_api.fetcher import judge\n"
+        "from scheduler_api.httpcall import Answer\n"
         "print(sys.modules.get('charset_normalizer') is None)\n"
         "answer = requests.models.Response()\n"
         "answer.status_code, answer._content = 502, b'<html>bad gateway</html>'\n"
-        "print(answer.text, judge(answer, 1, 0.0).error)\n"
+        "print(answer.text, judge(Answer(502, '', {}, answer.content, False), 1, 0.0).error)\n"
     )
     done = subprocess.run([sys.executable, "-W", "default", "-c", probe], cwd=REPO, capture_output=True, text=True,
                           timeout=30, env=clean_env())
