@@ -8,8 +8,6 @@ validation objects for 422).
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import requests
 
@@ -347,44 +345,6 @@ def test_make_session_ignores_environment_proxies(monkeypatch):
     assert session.trust_env is False
     assert session.proxies == {}
     assert make_session() is not session  # one per worker, never shared
-
-
-# -- no answer -------------------------------------------------------------------
-
-
-def _closed_port() -> int:
-    """:returns: a loopback port nothing listens on (bound, then closed)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_connection_refused_is_failed_without_http_status(clock):
-    client = FetcherClient(f"http://127.0.0.1:{_closed_port()}", Config().fetch_paths, 3.0, 300.0,
-                           make_session(), clock)
-
-    outcome = client.sync(SyncKey("seasons"))
-
-    assert outcome.outcome == "failed"
-    assert outcome.http_status is None
-    assert outcome.fetcher_called is False
-    assert outcome.error == "no answer: connection refused"
-
-
-@pytest.mark.parametrize(("fault", "outcome", "error"), [
-    (requests.ReadTimeout("read timed out"), "timeout", "no answer: deadline of 300s passed"),
-    (requests.ConnectTimeout("connect timed out"), "timeout", "no answer: connect timeout after 3s"),
-    (requests.ConnectionError("('Connection aborted.', ConnectionResetError(104, 'Connection reset by peer'))"),
-     "failed", "no answer: connection reset"),
-    (requests.exceptions.ChunkedEncodingError("broken chunk"), "failed", "no answer: ChunkedEncodingError: broken chunk"),
-], ids=["read-timeout", "connect-timeout", "connection-reset", "other-request-error"])
-def test_no_answer_is_a_timeout_or_failure_with_its_reason_never_raised(mocked, client, fault, outcome, error):
-    mocked.post(f"{FETCHER}/fetch/seasons", body=fault)
-
-    result = client.sync(SyncKey("seasons"))
-
-    assert (result.outcome, result.http_status, result.error) == (outcome, None, error)
-    assert result.fetcher_called is False
 
 
 # -- health probe -----------------------------------------------------------------
