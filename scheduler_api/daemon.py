@@ -447,8 +447,8 @@ def _build(config: Config, environ: Mapping[str, str], standin: FetcherStandIn |
     health = FetcherHealth(clock, config.fetcher_health_ttl_s, config.fetcher_health_path, pool.submit)
     scheduler = Scheduler(
         config, state, clock, pool, client_factory, random.SystemRandom(),
-        calendar_source=CalendarSource(config.calendar_url, config.calendar_file), health=health,
-        wake=ticker.wake, dispatch_lead_s=DISPATCH_LEAD_S,
+        calendar_source=CalendarSource(config.calendar_url, config.calendar_file, timeout_s=config.calendar_timeout_s),
+        health=health, wake=ticker.wake, dispatch_lead_s=DISPATCH_LEAD_S,
     )
     ticker_thread = threading.Thread(target=ticker.run, args=(scheduler.tick,), name="ticker", daemon=True)
     app = App(config, state, scheduler, health, clock, ticker_thread.is_alive)
