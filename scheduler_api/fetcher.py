@@ -13,6 +13,7 @@ import requests
 from . import httpcall
 from .answers import body_message, cut_reason, decode_json, parse_retry_after
 from .clock import Clock
+from .config import OFF
 from .redact import redact_url
 
 logger = logging.getLogger(__name__)
@@ -252,7 +253,9 @@ class FetcherClient:
         ``success: false`` and cut-off answers all come back as a failed or
         timed-out :class:`Outcome` with its failure class and whether the
         request reached fetcher_service. No reason carries a secret of
-        ``FETCHER_URL`` or of the path.
+        ``FETCHER_URL`` or of the path. A kind turned off
+        (``FETCH_PATH_<KIND>=off``) calls nothing and fails as permanent
+        (the scheduler is expected never to ask for one).
 
         :param key: what to fetch.
         :param session_name: the live session type for ``{session}``, or None.
@@ -260,7 +263,11 @@ class FetcherClient:
             it is sent (the scheduler waits there for the exact due time).
         :returns: the :class:`Outcome`.
         """
-        url = self.base_url + build_path(self.fetch_paths[key.kind], key, session_name)
+        template = self.fetch_paths[key.kind]
+        if template == OFF:
+            reason = f"{key.kind} syncs are turned off (FETCH_PATH_{key.kind.upper()}=off)"
+            return Outcome("failed", None, reason, 0, failure=PERMANENT, fetcher_called=False)
+        url = self.base_url + build_path(template, key, session_name)
         try:
             prepared = self.session.prepare_request(requests.Request("POST", url))
         except (requests.RequestException, ValueError) as exc:
