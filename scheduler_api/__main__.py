@@ -38,6 +38,7 @@ from .health import FetcherHealth
 from .journal import Notifier, setup_logging, under_journal, watchdog_interval_s
 from .plan import DEFAULT_HOURS, build_plan, parse_instant, render_json, render_text
 from .scheduler import Scheduler
+from .ticker import MAX_WAIT_S, Ticker
 from .server import ApiServer
 from .state import State, StateLockedError
 from .workers import WorkerPool
@@ -192,12 +193,21 @@ def run_daemon(config: Config, demo: bool = False) -> int:
 
     pool = WorkerPool(WORKERS, client_factory)
     health = FetcherHealth(clock, config.fetcher_health_ttl_s, config.fetcher_health_path, pool.submit)
+    notifier = Notifier(environ)
+    ticker_running = threading.Event()
+
+    def on_first_loop() -> None:
+        ticker_running.set()
+        wake()  # the wake-up pipe's writer, defined below before the ticker starts
+
+    on_loop, max_wait_s = _watchdog(state, notifier, environ, clock, on_first_loop)
+    ticker = Ticker(clock, on_loop=on_loop, max_wait_s=max_wait_s)
     scheduler = Scheduler(
         config, state, clock, pool, client_factory, random.SystemRandom(),
-        CalendarSource(config.calendar_url, config.calendar_file), health, DISPATCH_LEAD_S,
+        CalendarSource(config.calendar_url, config.calendar_file), health, ticker.wake, DISPATCH_LEAD_S,
     )
-    ticker = threading.Thread(target=scheduler.run, name="ticker", daemon=True)
-    app = App(config, state, scheduler, health, clock, ticker.is_alive)
+    ticker_thread = threading.Thread(target=ticker.run, args=(scheduler.tick,), name="ticker", daemon=True)
+    app = App(config, state, scheduler, health, clock, ticker_thread.is_alive)
     try:
         server = ApiServer((config.host, config.port), app, config.http_timeout_s)
     except OSError as exc:
@@ -208,7 +218,6 @@ def run_daemon(config: Config, demo: bool = False) -> int:
         logger.warning("listening on %s without SCHEDULER_API_TOKEN: anyone who can reach it can trigger syncs",
                        config.host)
 
-    notifier = Notifier(environ)
     # The main thread sleeps reading this pipe. The interpreter's C-level signal handler writes
     # each signal's number to it (signal.set_wakeup_fd), whichever thread the kernel delivered
     # the signal to, and takes no lock; the ticker writes a 0 byte after its first loop. A Python
@@ -223,13 +232,6 @@ def run_daemon(config: Config, demo: bool = False) -> int:
         except BlockingIOError:
             pass  # the pipe is full of wake-ups already
 
-    ticker_running = threading.Event()
-
-    def on_first_loop() -> None:
-        ticker_running.set()
-        wake()
-
-    _install_watchdog(scheduler, state, notifier, environ, clock, on_first_loop)
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, _noted_in_wakeup_fd)
     signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
@@ -238,7 +240,7 @@ def run_daemon(config: Config, demo: bool = False) -> int:
     pool.start()
     persister = threading.Thread(target=state.run_persister, name="persister", daemon=True)
     persister.start()
-    ticker.start()
+    ticker_thread.start()
     http = threading.Thread(target=server.serve, name="http", daemon=True)
     http.start()
     host, port = server.server_address[:2]
@@ -265,8 +267,9 @@ def run_daemon(config: Config, demo: bool = False) -> int:
     notifier.notify("STOPPING=1\nSTATUS=stopping: letting in-flight syncs finish")
     server.stop_serving()
     http.join(5)
-    scheduler.stop()
-    ticker.join(5)
+    scheduler.release()
+    ticker.stop()
+    ticker_thread.join(5)
     grace_end_mono = clock.monotonic() + config.shutdown_grace_s
     stuck = pool.shutdown(config.shutdown_grace_s, clock.monotonic)
     if not server.wait_idle(grace_end_mono - clock.monotonic()):  # manual triggers run on handler threads
@@ -306,10 +309,10 @@ def _log_thread_crash(args: threading.ExceptHookArgs) -> None:
                  exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
 
 
-def _install_watchdog(
-    scheduler: Scheduler, state: State, notifier: Notifier, environ: Any, clock: SystemClock,
+def _watchdog(
+    state: State, notifier: Notifier, environ: Any, clock: SystemClock,
     on_first_loop: Callable[[], None] | None = None,
-) -> None:
+) -> tuple[Callable[[], None], float]:
     """Send ``WATCHDOG=1`` and a ``STATUS=`` line from the ticker's own loop (SPEC.md §8).
 
     ``WATCHDOG=1`` goes out only from there, at about half of
@@ -319,10 +322,10 @@ def _install_watchdog(
     ``STATUS=`` is sent whenever the one-line summary changes.
 
     :param on_first_loop: called once, from the ticker thread, after its first loop (readiness).
+    :returns: the ticker's ``on_loop`` and its longest wait, seconds.
     """
     interval_s = watchdog_interval_s(environ)
-    if interval_s is not None:
-        scheduler.loop_timeout_cap_s = min(scheduler.loop_timeout_cap_s, interval_s)
+    max_wait_s = MAX_WAIT_S if interval_s is None else min(MAX_WAIT_S, interval_s)
     last = {"watchdog_mono": None, "status": None, "first": on_first_loop}
 
     def on_loop() -> None:
@@ -340,7 +343,7 @@ def _install_watchdog(
             notifier.notify("STATUS=" + status)
             last["status"] = status
 
-    scheduler.on_loop = on_loop
+    return on_loop, max_wait_s
 
 
 def status_line(state: State) -> str:

@@ -8,6 +8,8 @@ import string
 
 import requests
 
+from .race_calendar import Calendar, parse_calendar
+
 logger = logging.getLogger(__name__)
 
 
@@ -44,6 +46,7 @@ class CalendarSource:
         self.session = session
         self.timeout = timeout
         self._last: tuple[bytes, object] | None = None
+        self._loaded: tuple[Calendar, object] | None = None
 
     def describe(self, season: int) -> str:
         """:returns: the file path or the URL for ``season``, for logs and ``/status``."""
@@ -82,6 +85,27 @@ class CalendarSource:
             return self._decode(response.content)
         except ValueError:
             raise CalendarLoadError(f"{url}: body is not JSON") from None
+
+    def load(self, season: int) -> tuple[Calendar, object]:
+        """Read, decode and parse the calendar.
+
+        :param season: the season to put in ``{season}``.
+        :returns: ``(calendar, decoded JSON body)``; the very same two objects as
+            last time when the bytes did not change.
+        :raises CalendarLoadError: on a read failure, a body that is not JSON or
+            not a calendar, or a calendar without rounds.
+        """
+        body = self.fetch(season)
+        if self._loaded is not None and self._loaded[1] is body:
+            return self._loaded
+        try:
+            calendar = parse_calendar(body, logger=logging.getLogger("scheduler_api.race_calendar"))
+        except ValueError as exc:
+            raise CalendarLoadError(str(exc)) from None
+        if not calendar.rounds:
+            raise CalendarLoadError(f"{self.describe(season)}: no rounds")
+        self._loaded = (calendar, body)
+        return self._loaded
 
     def _decode(self, raw: bytes) -> object:
         """:raises ValueError: when ``raw`` is not UTF-8 JSON."""

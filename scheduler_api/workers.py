@@ -15,7 +15,7 @@ Work = Callable[[FetcherClient], None]
 
 
 class WorkerPool:
-    """A fixed pool of sync workers (SPEC.md §1).
+    """A fixed pool of sync workers.
 
     Each worker builds its own :class:`FetcherClient` (and so its own
     ``requests.Session``) with ``client_factory`` when it starts. Workers are

@@ -24,7 +24,7 @@ from conftest import FETCHER, FakeClock
 from daemon import DATA, REPO, daemon, standin, wait_for  # noqa: F401 - fixtures
 from scheduler_api.config import Config
 from scheduler_api.health import FetcherHealth
-from scheduler_api.scheduler import retry_delay_s
+from scheduler_api.timetable import retry_delay_s
 from scheduler_api.standin import FetcherStandIn
 
 FAST = Config(fetcher_url=FETCHER, seasons_interval_s=5.0, rounds_interval_off_season_s=5.0,
