@@ -49,6 +49,11 @@ class Flight:
         self._outcome = outcome
         self._pending.release()
 
+    @property
+    def done(self) -> bool:
+        """:returns: True once the outcome is known."""
+        return not self._pending.locked()
+
     def wait(self) -> Outcome:
         """:returns: the sync's outcome, once it is known (blocks until then)."""
         with self._pending:

@@ -185,7 +185,8 @@ class Scheduler:
         Re-reads UTC wall time first: a wall clock that jumped forward
         relative to the monotonic clock (suspend, or a step) makes overdue
         syncs run once; a step backward moves nothing. The mode is then
-        re-evaluated. Due syncs go to the executor outside the lock.
+        re-evaluated. Due syncs go to the executor outside the lock; the
+        schedule is published once they are in flight.
 
         :param now_mono: now, monotonic seconds.
         :returns: the next wake-up, monotonic seconds, or None if nothing is scheduled.
@@ -199,19 +200,27 @@ class Scheduler:
                         self._file_slot(kt)
             self._apply_mode(now_mono, now_ts)
             attempts, refresh = self._pop_due(now_mono, now_ts)
-            view = self._view(now_mono, now_ts)
-        self._state.publish_schedule(view)
+            view = None if attempts else self._view(now_mono, now_ts)
+        if view is not None:
+            self._state.publish_schedule(view)
         if refresh:
             self._runner.submit_work(self._refresh_calendar)
         for attempt in attempts:
             self._runner.submit(attempt)
         with self._lock:
+            view = None
+            if attempts and not all(attempt.flight.done for attempt in attempts):
+                # Shows the syncs just handed over as in flight. When all of them finished
+                # already (an inline executor), each published a newer view itself.
+                view = self._view(now_mono, now_ts)
             next_due = self._heap.next_due_mono()
             candidates = [] if next_due is None else [next_due - self._lead_s()]
             change_ts = self._modes.next_change_ts(now_ts)
             if change_ts is not None:
                 candidates.append(now_mono + (change_ts - now_ts))
-            return min(candidates) if candidates else None
+        if view is not None:
+            self._state.publish_schedule(view)
+        return min(candidates) if candidates else None
 
     def _pop_due(self, now_mono: float, now_ts: float) -> tuple[list[Attempt], bool]:
         """Pop what is due (caller holds the lock).
