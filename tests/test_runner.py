@@ -33,7 +33,7 @@ class FakeClient:
 
 
 def build(clock: FakeClock, counts: bool = True, retry_in_s: float | None = None):
-    state = State(None, clock)
+    state = State()
     settled: list[tuple[Attempt, Outcome, float, float]] = []
 
     def settle(attempt, outcome, now_mono, now_ts):
