@@ -1,4 +1,4 @@
-"""Tests for scheduler_api.race_calendar (SPEC.md §4), on real calendars from tests/data/."""
+"""Tests for scheduler_api.race_calendar: race-weekend and live windows and the mode, on real calendars from tests/data/."""
 
 from __future__ import annotations
 
