@@ -248,26 +248,21 @@ def _has_space_or_control(text: str) -> bool:
     return any(ch.isspace() or not ch.isprintable() for ch in text)
 
 
-def _parse_duration_s(variable: str, value: str) -> float:
+def _parse_duration_s(variable: str, value: str, out_of_range: str = _EXPECT_DURATION_RANGE) -> float:
     try:
         seconds = parse_duration(value)
     except DurationError:
         raise ConfigError(variable, value, _EXPECT_DURATION) from None
     if not _MIN_DURATION_S <= seconds <= _MAX_DURATION_S:
-        raise ConfigError(variable, value, _EXPECT_DURATION_RANGE)
+        raise ConfigError(variable, value, out_of_range)
     return seconds
 
 
 def _parse_duration_or_zero_s(variable: str, value: str) -> float:
+    """A duration, or 0 (written ``0``, ``0s`` or ``0ms``) to turn a rule off."""
     if value in ("0", "0s", "0ms"):
         return 0.0
-    try:
-        seconds = parse_duration(value)
-    except DurationError:
-        raise ConfigError(variable, value, _EXPECT_DURATION) from None
-    if not _MIN_DURATION_S <= seconds <= _MAX_DURATION_S:
-        raise ConfigError(variable, value, _EXPECT_DURATION_OR_ZERO)
-    return seconds
+    return _parse_duration_s(variable, value, _EXPECT_DURATION_OR_ZERO)
 
 
 def _integer_parser(low: int, high: int) -> Callable[[str, str], int]:

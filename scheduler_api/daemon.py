@@ -8,9 +8,6 @@ The shutdown order lives in one place, :meth:`Daemon.shutdown`.
 The watchdog pinger (:class:`LoopWatch`), which STYLE.md's layout puts in
 ``journal.py``, is here: it is wiring between the ticker's loop, the state
 and sd_notify, not journal formatting, and only the daemon builds it.
-
-TEMPORARY: until ``ticker.py`` and the new ``Scheduler`` land, a marked block
-below stands in for them over today's Scheduler.
 """
 
 from __future__ import annotations
@@ -35,9 +32,10 @@ from .health import FetcherHealth
 from .journal import Notifier, setup_logging, watchdog_interval_s
 from .persist import Persister, StateFile, StateLockedError
 from .plan import iso
-from .scheduler import Scheduler as _TodaysScheduler
+from .scheduler import Scheduler
 from .server import ApiServer
 from .state import State
+from .ticker import Ticker
 from .workers import WorkerPool
 
 if TYPE_CHECKING:
@@ -59,56 +57,6 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 class StartError(Exception):
     """The daemon cannot start: its state file is owned by another process, or its port is taken."""
-
-
-# -- TEMPORARY: stand-ins over today's Scheduler, until ticker.py and the new scheduler land ----------
-# They give today's Scheduler (which runs its own loop) the interfaces daemon.py is written against:
-#   Ticker(clock, *, on_loop=None, max_wait_s=60.0); .run(tick) until .stop(); .wake()
-#   Scheduler(..., calendar_source=None, health=None, wake=None, dispatch_lead_s=0.0); .release()
-# At the merge, delete this block and import Ticker from .ticker and Scheduler from .scheduler.
-
-
-class Scheduler(_TodaysScheduler):
-    """TEMPORARY: today's Scheduler with the new constructor and ``release()``."""
-
-    def __init__(
-        self, config: Config, state: State, clock: Clock, executor: Any, client_factory: Callable[[], FetcherClient],
-        rng: random.Random, calendar_source: CalendarSource | None = None, health: FetcherHealth | None = None,
-        wake: Callable[[], None] | None = None, dispatch_lead_s: float = 0.0,
-    ) -> None:
-        del wake  # today's Scheduler wakes its own loop
-        super().__init__(config, state, clock, executor, client_factory, rng, calendar_source, health, dispatch_lead_s)
-
-    def release(self) -> None:
-        """Send syncs waiting for their due time at once (today's ``stop()`` also ends its loop)."""
-        self.stop()
-
-
-class Ticker:
-    """TEMPORARY: runs today's ``Scheduler.run`` loop, handing it ``on_loop`` and the wait cap."""
-
-    def __init__(self, clock: Clock, *, on_loop: Callable[[], None] | None = None, max_wait_s: float = MAX_WAIT_S):
-        del clock
-        self._on_loop = on_loop
-        self._max_wait_s = max_wait_s
-        self._scheduler: _TodaysScheduler | None = None
-
-    def run(self, tick: Callable[[float], float | None]) -> None:
-        scheduler = tick.__self__  # type: ignore[attr-defined]  # today's loop lives in the scheduler
-        scheduler.on_loop, scheduler.loop_timeout_cap_s = self._on_loop, self._max_wait_s
-        self._scheduler = scheduler
-        scheduler.run()
-
-    def wake(self) -> None:
-        if self._scheduler is not None:
-            self._scheduler.wake()
-
-    def stop(self) -> None:
-        if self._scheduler is not None:
-            self._scheduler.stop()
-
-
-# -- end of the temporary stand-ins ---------------------------------------------------------------
 
 
 def is_loopback(host: str) -> bool:

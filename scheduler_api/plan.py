@@ -128,8 +128,8 @@ def build_plan(config: Config, calendar_body: Any | None, at_ts: int, hours: flo
         "hours": hours,
         "mode": mode.name,
         "is_race_weekend": mode.is_race_weekend,
-        "race_weekend": None if mode.round is None else {
-            "season": mode.round.season, "round": mode.round.round, "race_name": mode.round.race_name},
+        "race_weekend": None if mode.race_round is None else {
+            "season": mode.race_round.season, "round": mode.race_round.round, "race_name": mode.race_round.race_name},
         "live_session": live,
         "current_intervals": {k: ("paused" if v is None else format_duration(v)) for k, v in intervals.items()
                               if k != "seasons"},

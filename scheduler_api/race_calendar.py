@@ -7,6 +7,8 @@ model in :mod:`scheduler_api.calendar_parse`.
 
 from __future__ import annotations
 
+import bisect
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -88,7 +90,7 @@ def _session_order(session: Session) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class Windows:
-    """Window margins, seconds (SPEC.md §4 defaults: 12h, 12h, 5m, 30m).
+    """Window margins, seconds; the defaults are 12h, 12h, 5m and 30m (see README, Configuration).
 
     :raises ValueError: if a margin is negative or not finite.
     """
@@ -108,11 +110,11 @@ class Windows:
 class Mode:
     """Where an instant falls: ``name`` is "live_session", "race_weekend" or "off_season".
 
-    ``round`` is the race weekend's round (also set when live), ``live`` the live session.
+    ``race_round`` is the race weekend's round (also set when live), ``live`` the live session.
     """
 
     name: str
-    round: Round | None
+    race_round: Round | None
     live: Session | None
 
     @property
@@ -138,24 +140,27 @@ def live_window(session: Session, windows: Windows) -> tuple[float, float]:
 
 
 def mode_at(calendar: Calendar | None, now_ts: float, windows: Windows) -> Mode:
-    """Place an instant in the calendar (SPEC.md §4). Intervals are half-open ``[start, end)``.
+    """Place an instant in the calendar. Windows are half-open ``[start, end)``.
 
     A session is live inside its live window or whenever it is flagged ``is_live``;
     if several are live the one that started last wins. Otherwise the instant is a
     race weekend if it lies in a round's weekend window (overlapping windows: the
-    round that started last). With no calendar the mode is off_season.
+    round that started last). With no calendar the mode is off_season. See README,
+    What it does, for the windows' defaults.
+
+    Scans the whole calendar; :class:`ModeTracker` caches the answer between boundaries.
 
     :param calendar: the calendar, or None when none was ever loaded.
     :param now_ts: the instant, UTC unix seconds.
     :param windows: window margins.
-    :returns: the mode; ``round`` is set for live_session and race_weekend.
+    :returns: the mode; ``race_round`` is set for live_session and race_weekend.
     """
     if calendar is None:
         return Mode(MODE_OFF_SEASON, None, None)
     live = [(r, s) for r in calendar.rounds for s in r.sessions
             if s.is_live or _contains(live_window(s, windows), now_ts)]
     if live:
-        round_, session = max(live, key=lambda pair: _session_order(pair[1]))
+        round_, session = max(live, key=lambda pair: _started_last(pair[1]))
         return Mode(MODE_LIVE, round_, session)
     weekends = [r for r in calendar.rounds if _contains(weekend_window(r, windows), now_ts)]
     if weekends:
@@ -163,8 +168,38 @@ def mode_at(calendar: Calendar | None, now_ts: float, windows: Windows) -> Mode:
     return Mode(MODE_OFF_SEASON, None, None)
 
 
+def _started_last(session: Session) -> tuple[int, int]:
+    """Sort key: start, then weekend order (untimed sessions of one day share a start)."""
+    return session.start_ts, SESSION_NAMES.index(session.name)
+
+
 def _contains(window: tuple[float, float], now_ts: float) -> bool:
     return window[0] <= now_ts < window[1]
+
+
+def _boundaries(calendar: Calendar | None, windows: Windows) -> list[float]:
+    """:returns: every weekend and live window edge, UTC unix seconds, sorted, without repeats."""
+    if calendar is None:
+        return []
+    edges: set[float] = set()
+    for round_ in calendar.rounds:
+        edges.update(weekend_window(round_, windows))
+        for session in round_.sessions:
+            edges.update(live_window(session, windows))
+    return sorted(edges)
+
+
+def _live_starts(calendar: Calendar | None, windows: Windows) -> list[float]:
+    """:returns: every live window start, UTC unix seconds, sorted."""
+    if calendar is None:
+        return []
+    return sorted(live_window(s, windows)[0] for r in calendar.rounds for s in r.sessions)
+
+
+def _first_after(sorted_edges: list[float], now_ts: float) -> int | None:
+    """:returns: the first edge strictly after ``now_ts``, rounded up to a whole second, or None."""
+    index = bisect.bisect_right(sorted_edges, now_ts)
+    return math.ceil(sorted_edges[index]) if index < len(sorted_edges) else None
 
 
 def next_mode_change(calendar: Calendar | None, now_ts: float, windows: Windows) -> int | None:
@@ -178,14 +213,7 @@ def next_mode_change(calendar: Calendar | None, now_ts: float, windows: Windows)
     :param windows: window margins.
     :returns: UTC unix seconds (rounded up to a whole second), or None if no boundary lies ahead.
     """
-    if calendar is None:
-        return None
-    edges: list[float] = []
-    for round_ in calendar.rounds:
-        edges.extend(weekend_window(round_, windows))
-        for session in round_.sessions:
-            edges.extend(live_window(session, windows))
-    return _first_after(edges, now_ts)
+    return _first_after(_boundaries(calendar, windows), now_ts)
 
 
 def next_live_window_start(calendar: Calendar | None, now_ts: float, windows: Windows) -> int | None:
@@ -196,15 +224,7 @@ def next_live_window_start(calendar: Calendar | None, now_ts: float, windows: Wi
     :param windows: window margins.
     :returns: UTC unix seconds (rounded up to a whole second), or None if no session lies ahead.
     """
-    if calendar is None:
-        return None
-    starts = [live_window(s, windows)[0] for r in calendar.rounds for s in r.sessions]
-    return _first_after(starts, now_ts)
-
-
-def _first_after(edges: list[float], now_ts: float) -> int | None:
-    ahead = [edge for edge in edges if edge > now_ts]
-    return math.ceil(min(ahead)) if ahead else None
+    return _first_after(_live_starts(calendar, windows), now_ts)
 
 
 def latest_round(calendar: Calendar | None, now_ts: float, windows: Windows) -> Round | None:
@@ -218,8 +238,86 @@ def latest_round(calendar: Calendar | None, now_ts: float, windows: Windows) -> 
     """
     mode = mode_at(calendar, now_ts, windows)
     if mode.live is not None:
-        return mode.round
+        return mode.race_round
     if calendar is None:
         return None
     started = [r for r in calendar.rounds if r.first_start_ts <= now_ts]
     return max(started, key=lambda r: (r.first_start_ts, r.round)) if started else None
+
+
+def mode_ident(mode: Mode) -> tuple:
+    """:returns: what makes two modes the same mode: name, (season, round) and the live session's
+    (name, start). Two parses of one calendar give equal idents though their objects differ."""
+    return (
+        mode.name,
+        (mode.race_round.season, mode.race_round.round) if mode.race_round else None,
+        (mode.live.name, mode.live.start_ts) if mode.live else None,
+    )
+
+
+class ModeTracker:
+    """The current mode and the next window boundary, recomputed only when a boundary passes.
+
+    The mode is constant between two consecutive window edges (``is_live``
+    flags do not depend on the clock), so :meth:`update` scans the calendar
+    (:func:`mode_at`) only when ``now_ts`` leaves the span between the edges
+    around the last evaluation; otherwise it costs O(1). The boundary
+    queries bisect the sorted edges, O(log n). The edges are sorted once per
+    calendar. The wall clock may step backward: any instant outside the
+    cached span is simply evaluated afresh.
+
+    Not thread-safe: the scheduler calls it under its lock.
+
+    :param calendar: the calendar, or None (off_season, no boundaries).
+    :param windows: window margins.
+    :param now_ts: the instant of the first evaluation, UTC unix seconds.
+    """
+
+    def __init__(self, calendar: Calendar | None, windows: Windows, now_ts: float) -> None:
+        self.windows = windows
+        self._calendar = calendar
+        self._edges = _boundaries(calendar, windows)
+        self._live_starts = _live_starts(calendar, windows)
+        self._span = (math.inf, -math.inf)  # [from, until) in which ``mode`` holds; empty: evaluate
+        self.mode = self._evaluate(now_ts)
+
+    @property
+    def calendar(self) -> Calendar | None:
+        """:returns: the calendar in use, or None."""
+        return self._calendar
+
+    def set_calendar(self, calendar: Calendar | None) -> None:
+        """Use ``calendar`` from now on; :attr:`mode` keeps its value until the next :meth:`update`."""
+        self._calendar = calendar
+        self._edges = _boundaries(calendar, self.windows)
+        self._live_starts = _live_starts(calendar, self.windows)
+        self._span = (math.inf, -math.inf)
+
+    def update(self, now_ts: float) -> Mode | None:
+        """Re-evaluate the mode at ``now_ts``.
+
+        :param now_ts: UTC unix seconds.
+        :returns: the previous mode if the mode changed (by :func:`mode_ident`), else None.
+        """
+        if self._span[0] <= now_ts < self._span[1]:
+            return None
+        previous = self.mode
+        self.mode = self._evaluate(now_ts)
+        return previous if mode_ident(self.mode) != mode_ident(previous) else None
+
+    def next_change_ts(self, now_ts: float) -> int | None:
+        """:returns: as :func:`next_mode_change` for the tracked calendar, UTC unix seconds, or None."""
+        if self._span[0] <= now_ts < self._span[1]:
+            return None if self._span[1] == math.inf else math.ceil(self._span[1])
+        return _first_after(self._edges, now_ts)
+
+    def next_live_start_ts(self, now_ts: float) -> int | None:
+        """:returns: as :func:`next_live_window_start` for the tracked calendar, UTC unix seconds, or None."""
+        return _first_after(self._live_starts, now_ts)
+
+    def _evaluate(self, now_ts: float) -> Mode:
+        index = bisect.bisect_right(self._edges, now_ts)
+        start = self._edges[index - 1] if index > 0 else -math.inf
+        end = self._edges[index] if index < len(self._edges) else math.inf
+        self._span = (start, end)
+        return mode_at(self._calendar, now_ts, self.windows)

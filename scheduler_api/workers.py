@@ -1,4 +1,4 @@
-"""WorkerPool: the small pool of named threads that run syncs, each with its own FetcherClient."""
+"""WorkerPool: the small pool of named threads that run syncs, each with its own SyncClient."""
 
 from __future__ import annotations
 
@@ -7,17 +7,17 @@ import queue
 import threading
 from typing import Callable
 
-from .fetcher import FetcherClient, SyncClient
+from .fetcher import SyncClient
 
 logger = logging.getLogger(__name__)
 
-Work = Callable[[FetcherClient], None]
+Work = Callable[[SyncClient], None]
 
 
 class WorkerPool:
-    """A fixed pool of sync workers (SPEC.md §1).
+    """A fixed pool of sync workers.
 
-    Each worker builds its own :class:`FetcherClient` (and so its own
+    Each worker builds its own :class:`SyncClient` (and so its own
     ``requests.Session``) with ``client_factory`` when it starts. Workers are
     not daemonic: :meth:`shutdown` gives them a grace period to finish.
     The pool is sized so that every scheduled kind plus a calendar refresh
@@ -31,7 +31,7 @@ class WorkerPool:
     :param name: thread name prefix.
     """
 
-    def __init__(self, size: int, client_factory: Callable[[], FetcherClient], name: str = "sync") -> None:
+    def __init__(self, size: int, client_factory: Callable[[], SyncClient], name: str = "sync") -> None:
         self._queue: queue.SimpleQueue[Work | None] = queue.SimpleQueue()
         self._client_factory = client_factory
         self._threads = [

@@ -97,7 +97,7 @@ class Harness:
     """A scheduler driven by hand: inline executor, fake clock, in-memory or file state."""
 
     def __init__(self, config: Config, clock: FakeClock, rng: random.Random, calendar: Any = None,
-                 state_path: str | None = None) -> None:
+                 state_path: str | None = None, **scheduler_kwargs: Any) -> None:
         self.config = config
         self.clock = clock
         self.state = State(StateFile(state_path, clock).load())
@@ -105,7 +105,7 @@ class Harness:
             self.state.set_calendar(CalendarRecord(calendar, "test", int(clock.now_ts())))
         self.client = make_client(config, clock)
         self.scheduler = Scheduler(config, self.state, clock, InlineExecutor(self.client),
-                                   lambda: make_client(config, clock), rng)
+                                   lambda: make_client(config, clock), rng, **scheduler_kwargs)
 
     def start(self) -> "Harness":
         self.scheduler.start()
@@ -127,9 +127,11 @@ class Harness:
 
 @pytest.fixture
 def harness(config: Config, clock: FakeClock, rng: random.Random) -> Callable[..., Harness]:
-    """Build a :class:`Harness`: ``harness(calendar=..., config=...)``."""
+    """Build a :class:`Harness`: ``harness(calendar=..., config_=..., calendar_source=..., health=...)``;
+    keyword arguments beyond the first three go to the :class:`Scheduler`."""
 
-    def build(calendar: Any = None, config_: Config | None = None, state_path: str | None = None) -> Harness:
-        return Harness(config_ or config, clock, rng, calendar, state_path)
+    def build(calendar: Any = None, config_: Config | None = None, state_path: str | None = None,
+              **scheduler_kwargs: Any) -> Harness:
+        return Harness(config_ or config, clock, rng, calendar, state_path, **scheduler_kwargs)
 
     return build

@@ -20,13 +20,14 @@ one it keeps working on a call after its client gave up: :attr:`busy` and
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from scheduler_api.standin import FetcherStandIn
 
 #: A real Selenium failure of the origin's rounds scrape is long; its cause is at the end.
 SELENIUM_ERROR = (
@@ -158,14 +159,4 @@ class OriginFetcher:
 
     @staticmethod
     def _reply(handler: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        payload = json.dumps(body).encode()
-        try:
-            handler.send_response(status)
-            handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(payload)))
-            for name, value in (headers or {}).items():
-                handler.send_header(name, value)
-            handler.end_headers()
-            handler.wfile.write(payload)
-        except OSError:
-            handler.close_connection = True
+        FetcherStandIn._reply(handler, status, body, extra=headers)

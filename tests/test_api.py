@@ -36,12 +36,11 @@ KINDS = {"seasons", "rounds", "results", "standings"}
 class Api:
     """An :class:`App` over a started harness; probes are recorded, not run."""
 
-    def __init__(self, harness, clock, ticker_alive: bool = True) -> None:
-        self.harness = harness
+    def __init__(self, build_harness, clock, ticker_alive: bool = True) -> None:
         self.clock = clock
         self.probes: list[Any] = []
         self.health = FetcherHealth(clock, 10.0, "/health", self.probes.append)
-        harness.scheduler.health = self.health
+        self.harness = harness = build_harness(health=self.health)
         self.alive = ticker_alive
         harness.start()
         self.app = App(harness.config, harness.state, harness.scheduler, self.health, clock, lambda: self.alive)
@@ -64,7 +63,7 @@ def api(harness, clock) -> Callable[..., Api]:
         if at is not None:
             clock.wall = float(at)
         body = load_calendar(calendar) if isinstance(calendar, str) else calendar
-        return Api(harness(calendar=body, config_=config_), clock, ticker_alive)
+        return Api(lambda **kw: harness(calendar=body, config_=config_, **kw), clock, ticker_alive)
 
     return build
 
@@ -261,7 +260,7 @@ def test_fetcher_500_detail_is_a_502_and_shows_in_history_status_and_log(mocked,
     mocked.post(f"{FETCHER}/fetch/rounds?season=2026", json={"detail": ORIGIN_500_DETAIL}, status=500)
     a = api()
 
-    with caplog.at_level(logging.INFO, logger="scheduler_api.scheduler"):
+    with caplog.at_level(logging.INFO, logger="scheduler_api.runner"):
         status, body = a.post("/trigger/rounds")
 
     assert status == 502

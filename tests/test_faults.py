@@ -19,7 +19,7 @@ import responses
 
 from conftest import FETCHER, FakeClock
 from scheduler_api.config import Config
-from scheduler_api.scheduler import retry_delay_s
+from scheduler_api.timetable import retry_delay_s
 
 FAST = Config(fetcher_url=FETCHER, seasons_interval_s=5.0, rounds_interval_off_season_s=5.0,
               standings_interval_off_season_s=5.0)

@@ -1,4 +1,4 @@
-"""Tests for scheduler_api.race_calendar (SPEC.md §4), on real calendars from tests/data/."""
+"""Tests for scheduler_api.race_calendar: race-weekend and live windows and the mode, on real calendars from tests/data/."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def test_race_weekend_starts_12h_before_first_session(cal2026):
 
 def test_race_weekend_ends_12h_after_race_expected_end(cal2026):
     end = ts(2026, 11, 30, 7)  # Qatar race 16:00Z + 3h + 12h
-    assert mode_at(cal2026, end - 1, W).round == rnd(cal2026, 22)
+    assert mode_at(cal2026, end - 1, W).race_round == rnd(cal2026, 22)
     assert mode_at(cal2026, end, W) == Mode("off_season", None, None)
 
 
@@ -71,7 +71,7 @@ def test_live_window_opens_5m_before_start_and_closes_30m_after_expected_end(cal
 def test_qatar_race_live_then_off_season_until_abu_dhabi_weekend(cal2026):
     qatar, abu_dhabi = rnd(cal2026, 22), rnd(cal2026, 23)
     live = mode_at(cal2026, ts(2026, 11, 29, 16, 30), W)
-    assert (live.name, live.round, live.live) == ("live_session", qatar, qatar.race)
+    assert (live.name, live.race_round, live.live) == ("live_session", qatar, qatar.race)
     assert live.is_race_weekend
     assert live.live.start_ts == ts(2026, 11, 29, 16)
 
@@ -83,7 +83,7 @@ def test_qatar_race_live_then_off_season_until_abu_dhabi_weekend(cal2026):
     assert latest_round(cal2026, gap, W) == qatar
 
     race_live = mode_at(cal2026, ts(2026, 12, 6, 13, 30), W)
-    assert (race_live.name, race_live.round, race_live.live) == ("live_session", abu_dhabi, abu_dhabi.race)
+    assert (race_live.name, race_live.race_round, race_live.live) == ("live_session", abu_dhabi, abu_dhabi.race)
     assert latest_round(cal2026, ts(2026, 12, 6, 13, 30), W) == abu_dhabi
 
 
@@ -138,9 +138,9 @@ def test_las_vegas_saturday_night_race_is_live_at_0430z_sunday(cal2026):
     vegas = rnd(cal2026, 21)
     assert vegas.race.start_ts == ts(2026, 11, 22, 4)  # Saturday 20:00 PST
     mode = mode_at(cal2026, ts(2026, 11, 22, 4, 30), W)
-    assert (mode.name, mode.round, mode.live) == ("live_session", vegas, vegas.race)
+    assert (mode.name, mode.race_round, mode.live) == ("live_session", vegas, vegas.race)
     # weekend spans the UTC date change: FP1 2026-11-20T00:30Z - 12h .. race end + 12h
-    assert mode_at(cal2026, ts(2026, 11, 19, 12, 30), W).round == vegas
+    assert mode_at(cal2026, ts(2026, 11, 19, 12, 30), W).race_round == vegas
     assert mode_at(cal2026, ts(2026, 11, 22, 18, 59, 59), W).name == "race_weekend"
     assert mode_at(cal2026, ts(2026, 11, 22, 19), W).name == "off_season"
 
@@ -184,7 +184,7 @@ def test_content_api_is_live_overrides_the_clock():
     body["result"]["rounds"][0]["sessions"][3]["is_live"] = True  # qualifying running late
     calendar = parse_calendar(body)
     mode = mode_at(calendar, ts(2027, 1, 1), W)
-    assert (mode.name, mode.live.name, mode.round.round) == ("live_session", "qualifying", 23)
+    assert (mode.name, mode.live.name, mode.race_round.round) == ("live_session", "qualifying", 23)
     assert mode.is_race_weekend
     assert latest_round(calendar, ts(2026, 1, 1), W).round == 23
 

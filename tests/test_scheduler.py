@@ -1,4 +1,4 @@
-"""The scheduler's rules (SPEC.md §3, §4), driven by tick() on a fake clock; nothing sleeps."""
+"""The scheduler's rules (fixed rate, modes, retries, overlap, calendar refresh), driven by tick() on a fake clock."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import responses
 
 from scheduler_api.calendar_source import CalendarSource
 from scheduler_api.fetcher import SyncKey
-from scheduler_api.scheduler import Scheduler, next_slot, retry_delay_s
+from scheduler_api.runner import Flight
+from scheduler_api.scheduler import Scheduler
 from scheduler_api.state import State
 
 from conftest import FETCHER, FakeClock, load_calendar, make_client, ts
@@ -49,32 +50,6 @@ def recorder(mocked, clock) -> Recorder:
     mocked.assert_all_requests_are_fired = False
     mocked.add_callback(responses.POST, FETCH_RE, callback=rec)
     return rec
-
-
-# -- pure arithmetic ---------------------------------------------------------
-
-def test_fixed_rate_next_due_is_previous_due_plus_interval():
-    assert next_slot(100.0, 30.0, 101.5) == (130.0, 0)
-
-
-def test_misfire_next_due_is_next_slot_of_original_grid():
-    assert next_slot(100.0, 30.0, 195.0) == (220.0, 3)
-
-
-def test_backoff_doubles_with_full_jitter_from_injected_random():
-    rng, replay = random.Random(7), random.Random(7)
-    delays = [retry_delay_s(attempt, 3600.0, rng) for attempt in (1, 2, 3, 4)]
-    assert delays == [replay.uniform(0, 1), replay.uniform(0, 2), replay.uniform(0, 4), replay.uniform(0, 8)]
-
-
-def test_backoff_chain_stops_when_backoff_reaches_interval():
-    rng = random.Random(1)
-    assert retry_delay_s(3, 5.0, rng) is not None  # backoff 4 s < 5 s
-    assert retry_delay_s(4, 5.0, rng) is None  # backoff 8 s >= 5 s: the next slot comes first
-
-
-def test_retry_after_is_a_floor_on_the_delay():
-    assert retry_delay_s(1, 3600.0, random.Random(1), retry_after_s=120.0) == 120.0
 
 
 # -- start-up ------------------------------------------------------------------
@@ -272,10 +247,10 @@ class DeferredExecutor:
             self.queue.pop(0)(self.client)
 
 
-def deferred_scheduler(config, clock, rng, calendar=None):
+def deferred_scheduler(config, clock, rng, **scheduler_kwargs):
     state = State()
     executor = DeferredExecutor(make_client(config, clock))
-    scheduler = Scheduler(config, state, clock, executor, lambda: make_client(config, clock), rng)
+    scheduler = Scheduler(config, state, clock, executor, lambda: make_client(config, clock), rng, **scheduler_kwargs)
     return scheduler, state, executor
 
 
@@ -292,15 +267,22 @@ def test_scheduled_slot_is_skipped_while_same_sync_runs(recorder, clock, rng, co
     assert state.snapshot().schedule.next_syncs["rounds"] == int(clock.now_ts()) + 1800
 
 
-def test_manual_trigger_joins_running_sync_without_second_call(recorder, clock, rng, config):
+def test_manual_trigger_joins_running_sync_without_second_call(recorder, clock, rng, config, monkeypatch):
+    waiting = threading.Event()
+    wait = Flight.wait
+
+    def noted_wait(flight):
+        waiting.set()  # the joiner has joined the flight and now waits for its outcome
+        return wait(flight)
+
+    monkeypatch.setattr(Flight, "wait", noted_wait)
     scheduler, state, executor = deferred_scheduler(config, clock, rng)
     scheduler.start()
     scheduler.tick(clock.mono)  # scheduled rounds sync for 2026 now in flight
     results = []
     joiner = threading.Thread(target=lambda: results.append(scheduler.trigger(SyncKey("rounds", 2026))))
     joiner.start()
-    while not joiner.is_alive():  # pragma: no cover - start() returns once running
-        pass
+    assert waiting.wait(5), "the manual trigger never joined the flight"
     executor.run_all()
     joiner.join(5)
     (outcome, joined), = results
@@ -336,11 +318,9 @@ def test_manual_trigger_for_another_season_does_not_move_schedule(harness, recor
 CALENDAR_URL = "http://calendar.test/{season}.json"
 
 
-def refreshing_harness(harness, config, rng, clock):
-    cfg = dataclasses.replace(config, calendar_url=CALENDAR_URL)
-    h = harness(config_=cfg)
-    h.scheduler.calendar_source = CalendarSource(CALENDAR_URL, None)
-    return h
+def refreshing_harness(harness, config, rng, clock, **config_changes):
+    cfg = dataclasses.replace(config, calendar_url=CALENDAR_URL, **config_changes)
+    return harness(config_=cfg, calendar_source=CalendarSource(CALENDAR_URL, None))
 
 
 def test_calendar_loaded_at_start_and_refreshed_after_rounds_sync(mocked, recorder, harness, config, rng, clock):
@@ -369,8 +349,7 @@ def test_last_good_calendar_kept_when_refresh_fails(mocked, recorder, harness, c
 
 def test_calendar_refresh_interval_is_one_hour(mocked, recorder, harness, config, rng, clock):
     mocked.add(responses.GET, "http://calendar.test/2026.json", json=load_calendar("ergast-2026.json"))
-    h = refreshing_harness(harness, config, rng, clock)
-    h.scheduler.config = dataclasses.replace(h.scheduler.config, rounds_interval_off_season_s=86400.0)
+    h = refreshing_harness(harness, config, rng, clock, rounds_interval_off_season_s=86400.0)
     h.start()
     h.run_until(clock.mono + 2 * 3600 + 1)
     gets = [c for c in mocked.calls if c.request.method == "GET"]
@@ -381,8 +360,8 @@ def test_calendar_file_is_read_before_catch_up_so_first_syncs_use_its_season(tmp
                                                                              clock):
     calendar_file = tmp_path / "calendar.json"
     calendar_file.write_text(json.dumps(load_calendar("ergast-2023.json")))
-    h = harness(config_=dataclasses.replace(config, calendar_file=str(calendar_file)))
-    h.scheduler.calendar_source = CalendarSource(config.calendar_url, str(calendar_file))
+    h = harness(config_=dataclasses.replace(config, calendar_file=str(calendar_file)),
+                calendar_source=CalendarSource(config.calendar_url, str(calendar_file)))
     h.start()
     h.tick()
     assert [q for k, q, _ in recorder.calls if k == "rounds"] == ["season=2023"]
@@ -390,8 +369,7 @@ def test_calendar_file_is_read_before_catch_up_so_first_syncs_use_its_season(tmp
 
 
 def test_due_sync_is_handed_to_a_worker_ahead_and_keeps_its_grid(recorder, clock, rng, config):
-    scheduler, state, executor = deferred_scheduler(config, clock, rng)
-    scheduler.dispatch_lead_s = 0.05
+    scheduler, state, executor = deferred_scheduler(config, clock, rng, dispatch_lead_s=0.05)
     scheduler.start()
     scheduler.tick(clock.mono)
     executor.run_all()
@@ -399,7 +377,7 @@ def test_due_sync_is_handed_to_a_worker_ahead_and_keeps_its_grid(recorder, clock
     clock.advance(1800 - 0.03)  # 30 ms before the next rounds slot: inside the lead
     scheduler.tick(clock.mono)
     assert "rounds:2026" in state.snapshot().schedule.in_flight
-    scheduler._release.set()  # as at shutdown: the worker sends at once instead of waiting 30 ms
+    scheduler.release()  # as at shutdown: the worker sends at once instead of waiting 30 ms
     executor.run_all()
     assert len(recorder.times("rounds")) == 2
     assert state.snapshot().schedule.next_syncs["rounds"] == due + 1800  # the grid, not now + interval
@@ -407,12 +385,9 @@ def test_due_sync_is_handed_to_a_worker_ahead_and_keeps_its_grid(recorder, clock
 
 def test_dispatch_lead_is_at_most_a_quarter_of_the_shortest_interval(harness, config):
     fast = dataclasses.replace(config, rounds_interval_off_season_s=0.1)
-    h = harness(config_=fast)
-    h.scheduler.dispatch_lead_s = 0.05
-    h.start()
+    h = harness(config_=fast, dispatch_lead_s=0.05).start()
     assert h.scheduler._lead_s() == pytest.approx(0.025)
-    h.scheduler.dispatch_lead_s = 0.0
-    assert h.scheduler._lead_s() == 0.0
+    assert harness(config_=fast, dispatch_lead_s=0.0).start().scheduler._lead_s() == 0.0
 
 
 def test_unchanged_calendar_is_not_parsed_or_saved_again(mocked, recorder, harness, config, rng, clock, caplog):
@@ -429,8 +404,8 @@ def test_unchanged_calendar_is_not_parsed_or_saved_again(mocked, recorder, harne
 
 def test_refresh_asked_for_while_one_runs_happens_right_after_it(mocked, recorder, clock, rng, config):
     mocked.add(responses.GET, "http://calendar.test/2026.json", json=load_calendar("ergast-2026.json"))
-    scheduler, state, executor = deferred_scheduler(config, clock, rng)
-    scheduler.calendar_source = CalendarSource(CALENDAR_URL, None)
+    scheduler, state, executor = deferred_scheduler(config, clock, rng,
+                                                    calendar_source=CalendarSource(CALENDAR_URL, None))
     scheduler.start()
     scheduler.tick(clock.mono)  # queues the start-up refresh and the catch-up syncs
     refresh, syncs = executor.queue[0], executor.queue[1:]

@@ -1,0 +1,111 @@
+"""The overlap policy (Flights) and running one attempt (Runner): wait, call, settle, record, log."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from scheduler_api.fetcher import Outcome, SyncKey
+from scheduler_api.runner import Attempt, Flights, Runner, Settled, SyncWork
+from scheduler_api.state import ScheduleView, State
+
+from conftest import FakeClock
+
+KEY = SyncKey("rounds", 2026)
+
+
+class FakeClient:
+    """Answers every sync with ``outcome`` (or raises ``error``), after calling ``before_send``."""
+
+    def __init__(self, clock: FakeClock, outcome: Outcome | None = None, error: Exception | None = None) -> None:
+        self.clock = clock
+        self.outcome = outcome or Outcome("ok", 200, None, 12)
+        self.error = error
+        self.calls: list[tuple[SyncKey, str | None, float]] = []
+
+    def sync(self, key, session_name=None, before_send=None):
+        if before_send is not None:
+            before_send()
+        self.calls.append((key, session_name, self.clock.monotonic()))
+        if self.error is not None:
+            raise self.error
+        return self.outcome
+
+
+def build(clock: FakeClock, counts: bool = True, retry_in_s: float | None = None):
+    state = State()
+    settled: list[tuple[Attempt, Outcome, float, float]] = []
+
+    def settle(attempt, outcome, now_mono, now_ts):
+        settled.append((attempt, outcome, now_mono, now_ts))
+        return Settled(counts, retry_in_s, ScheduleView())
+
+    return Runner(clock, state, executor=None, client_factory=None, settle=settle), state, settled
+
+
+def test_flights_allow_one_sync_per_key_and_joiners_share_the_outcome():
+    flights = Flights()
+    first = flights.start(KEY)
+    assert first is not None and flights.start(KEY) is None  # a scheduled slot finding it running: skip
+    joined, was_running = flights.join(KEY)
+    assert joined is first and was_running
+    assert flights.keys() == (KEY,)
+    flights.end(KEY)
+    assert flights.keys() == ()
+    fresh, was_running = flights.join(KEY)
+    assert fresh is not first and not was_running
+    outcome = Outcome("ok", 200, None, 0)
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(first.wait()))
+    waiter.start()
+    first.resolve(outcome)
+    waiter.join(5)
+    assert got == [outcome] and first.wait() is outcome
+
+
+def test_attempt_settles_resolves_its_flight_records_and_logs(caplog):
+    caplog.set_level(logging.INFO, logger="scheduler_api.runner")
+    clock = FakeClock(1_700_000_000)
+    runner, state, settled = build(clock)
+    flight = Flights().start(KEY)
+    attempt = Attempt(KEY, None, "schedule", 1, flight)
+    SyncWork(runner, attempt)(FakeClient(clock))
+    assert [(a, o.outcome) for a, o, _, _ in settled] == [(attempt, "ok")]
+    assert flight.wait().ok
+    snap = state.snapshot()
+    (record,) = snap.history
+    assert (record.kind, record.season, record.trigger, record.attempt, record.duration_ms) == (
+        "rounds", 2026, "schedule", 1, 12)
+    assert snap.last_syncs["rounds"] == 1_700_000_000
+    assert "sync kind=rounds season=2026 trigger=schedule outcome=ok attempt=1 status=200 duration_ms=12" \
+        in caplog.messages
+
+
+def test_failed_attempt_logs_its_retry_at_warning(caplog):
+    clock = FakeClock(1_700_000_000)
+    runner, state, _ = build(clock, counts=False, retry_in_s=1.5)
+    attempt = Attempt(KEY, None, "schedule", 2, Flights().start(KEY))
+    runner.run(FakeClient(clock, Outcome("failed", 500, "HTTP 500", 3)), attempt)
+    (message,) = [r for r in caplog.records if r.name == "scheduler_api.runner"]
+    assert message.levelno == logging.WARNING
+    assert "attempt=2 status=500" in message.getMessage() and "retry_in=" in message.getMessage()
+    assert state.snapshot().counters["failed"] == 1
+
+
+def test_client_exception_becomes_a_failed_outcome_not_a_crash(caplog):
+    clock = FakeClock(1_700_000_000)
+    runner, state, _ = build(clock, counts=False)
+    flight = Flights().start(KEY)
+    runner.run(FakeClient(clock, error=KeyError("bug")), Attempt(KEY, None, "schedule", 1, flight))
+    outcome = flight.wait()
+    assert not outcome.ok and outcome.error == "internal error: KeyError"
+    assert "sync internal error" in caplog.text
+
+
+def test_released_runner_sends_at_once_instead_of_waiting_for_the_due_time():
+    clock = FakeClock(1_700_000_000)
+    runner, _, _ = build(clock)
+    runner.release()  # as at shutdown
+    client = FakeClient(clock)
+    runner.run(client, Attempt(KEY, None, "schedule", 1, Flights().start(KEY), due_mono=clock.mono + 3600))
+    assert [at for _, _, at in client.calls] == [clock.mono]

@@ -1,0 +1,93 @@
+"""The ticker loop: tick, wait until due or woken, at most max_wait_s; errors never end it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from scheduler_api.ticker import Ticker
+
+from conftest import FakeClock
+
+
+class Ticks:
+    """A tick function that records each call and signals when ``count`` calls happened."""
+
+    def __init__(self, next_mono=None, fail_first: bool = False) -> None:
+        self.calls: list[float] = []
+        self.next_mono = next_mono
+        self.fail_first = fail_first
+        self._cond = threading.Condition()
+
+    def __call__(self, now_mono: float):
+        with self._cond:
+            self.calls.append(now_mono)
+            self._cond.notify_all()
+        if self.fail_first and len(self.calls) == 1:
+            raise RuntimeError("tick bug on purpose")
+        return self.next_mono
+
+    def wait_for(self, count: int) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self.calls) >= count, timeout=5)
+
+
+def start(ticker: Ticker, tick: Ticks) -> threading.Thread:
+    thread = threading.Thread(target=ticker.run, args=(tick,), name="ticker-test", daemon=True)
+    thread.start()
+    return thread
+
+
+def test_wake_makes_the_ticker_tick_again_and_stop_ends_the_loop():
+    clock = FakeClock(0)
+    ticker = Ticker(clock)  # tick says nothing is due: without wake() the loop would wait 60 s
+    tick = Ticks()
+    thread = start(ticker, tick)
+    assert tick.wait_for(1)
+    ticker.wake()
+    assert tick.wait_for(2)
+    ticker.stop()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert tick.calls[:2] == [clock.mono, clock.mono]  # stop() itself ends the wait with one last tick
+
+
+def test_wait_is_capped_by_max_wait_and_on_loop_follows_every_tick():
+    clock = FakeClock(0)
+    loops = []
+    ticker = Ticker(clock, on_loop=lambda: loops.append(1), max_wait_s=0.001)
+    tick = Ticks(next_mono=clock.mono + 3600)  # due in an hour, but the cap is 1 ms
+    thread = start(ticker, tick)
+    assert tick.wait_for(3)
+    ticker.stop()
+    thread.join(5)
+    assert len(loops) >= 2
+
+
+def test_a_due_time_already_passed_ticks_again_at_once():
+    clock = FakeClock(0)
+    ticker = Ticker(clock)
+    tick = Ticks(next_mono=clock.mono - 1)
+    thread = start(ticker, tick)
+    assert tick.wait_for(3)
+    ticker.stop()
+    thread.join(5)
+
+
+def test_tick_error_is_logged_and_the_loop_carries_on(caplog):
+    caplog.set_level(logging.ERROR, logger="scheduler_api.ticker")
+    ticker = Ticker(FakeClock(0))
+    tick = Ticks(fail_first=True)
+    thread = start(ticker, tick)
+    assert tick.wait_for(2)  # after the error wait (1 s) or a wake-up
+    ticker.stop()
+    thread.join(5)
+    assert "ticker error" in caplog.text and "tick bug on purpose" in caplog.text
+
+
+def test_stop_before_run_returns_after_one_tick():
+    ticker = Ticker(FakeClock(0))
+    ticker.stop()
+    tick = Ticks()
+    ticker.run(tick)
+    assert len(tick.calls) == 1
