@@ -11,6 +11,8 @@ from .redact import redact_text
 REASON_MAX_CHARS = 300
 REASON_HEAD_CHARS = REASON_TAIL_CHARS = 150
 REASON_JOIN = " … "
+#: The longest ``Retry-After`` taken as given, seconds (one day).
+RETRY_AFTER_MAX_S = 86400.0
 
 
 def cut_reason(text: str) -> str:
@@ -83,19 +85,23 @@ def decode_json(raw: bytes) -> object | None:
 def parse_retry_after(value: str | None, now_ts: float) -> float | None:
     """Parse a ``Retry-After`` header (RFC 9110 §10.2.3): delta seconds or an HTTP date.
 
+    A delay longer than :data:`RETRY_AFTER_MAX_S` (one day) counts as one
+    day, so a hostile ``Retry-After: 999…9`` (which would read as infinity)
+    never reaches due-time arithmetic.
+
     :param value: the header value, or None.
     :param now_ts: UTC unix seconds, float, to turn a date into a delay.
-    :returns: the delay in seconds (never negative), or None if absent or unreadable.
+    :returns: the delay in seconds, 0 to one day, or None if absent or unreadable.
     """
     if not value:
         return None
     value = value.strip()
     if value.isascii() and value.isdigit():
-        return float(value)
+        return min(float(value), RETRY_AFTER_MAX_S)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if when is None or when.tzinfo is None:
         return None
-    return max(0.0, when.timestamp() - now_ts)
+    return min(max(0.0, when.timestamp() - now_ts), RETRY_AFTER_MAX_S)

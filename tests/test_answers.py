@@ -90,6 +90,10 @@ def test_a_detail_nested_too_deep_to_write_is_a_placeholder_never_an_error():
     ("-5", None),
     ("1.5", None),
     ("٣", None),  # a non-ASCII digit
+    ("9" * 400, 86400.0),  # would read as infinity
+    ("172800", 86400.0),
+    ("Fri, 31 Dec 9999 23:59:59 GMT", 86400.0),
+    ("Mon, 30 Nov 99999 12:00:10 GMT", None),
 ])
 def test_retry_after_parsing(value, expected):
     assert parse_retry_after(value, ts("2026-11-30T12:00:00Z")) == expected
