@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import string
 
 import requests
 
-from .calendar_parse import parse_calendar
+from .calendar_fields import decode_json
+from .calendar_overrides import Overrides, parse_corrected
 from .race_calendar import Calendar
 
 
@@ -34,6 +34,7 @@ class CalendarSource:
     :param file_path: ``CALENDAR_FILE``, or None.
     :param session: a :class:`requests.Session`, or None to build one.
     :param timeout: ``(connect, read)`` seconds.
+    :param overrides: ``CALENDAR_OVERRIDES`` corrections applied at every load (none if None).
     """
 
     def __init__(
@@ -42,11 +43,13 @@ class CalendarSource:
         file_path: str | None,
         session: requests.Session | None = None,
         timeout: tuple[float, float] = (3.0, 30.0),
+        overrides: Overrides | None = None,
     ) -> None:
         self.url_template = url_template
         self.file_path = file_path
         self.session = session
         self.timeout = timeout
+        self.overrides = overrides if overrides is not None else Overrides()
         self._last: tuple[bytes, object] | None = None
         self._last_parsed: tuple[object, Calendar] | None = None
 
@@ -57,7 +60,7 @@ class CalendarSource:
         return string.Formatter().vformat(self.url_template, (), {"season": season})
 
     def load(self, season: int) -> tuple[Calendar, object]:
-        """Fetch and parse the calendar; refuse one without rounds.
+        """Fetch and parse the calendar, apply the overrides; refuse one without rounds.
 
         Malformed entries are skipped with a warning by the parser and do not
         fail the load; only a body with no usable round at all does.
@@ -75,7 +78,7 @@ class CalendarSource:
         if self._last_parsed is not None and self._last_parsed[0] is body:
             return self._last_parsed[1], body
         try:
-            calendar = parse_calendar(body)
+            calendar = parse_corrected(body, self.overrides)
         except ValueError as exc:  # CalendarError included
             raise CalendarLoadError(str(exc)) from None
         if not calendar.rounds:
@@ -119,6 +122,6 @@ class CalendarSource:
         """:raises ValueError: when ``raw`` is not UTF-8 JSON."""
         if self._last is not None and self._last[0] == raw:
             return self._last[1]
-        body = json.loads(raw.decode("utf-8-sig"))
+        body = decode_json(raw)
         self._last = (raw, body)
         return body

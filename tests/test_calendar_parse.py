@@ -185,7 +185,7 @@ def test_content_api_unknown_session_type_is_skipped_with_warning(caplog):
     assert [r.round for r in calendar.rounds] == [23]
     messages = [rec.getMessage() for rec in caplog.records]
     assert messages == ["calendar session skipped round=23 session=FP4 reason=unknown session type 'FP4'",
-                        "calendar entry skipped round=? reason=missing or invalid round number None"]
+                        "calendar entry skipped round=? reason=missing or invalid round number None (expected 0-99)"]
 
 
 def test_content_api_wholly_cancelled_round_is_dropped_without_warning(caplog):
