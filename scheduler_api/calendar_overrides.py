@@ -131,9 +131,15 @@ def load_overrides(path: str | None, log: logging.Logger | None = None) -> Overr
 def _read(path: str) -> bytes:
     """:returns: the file's bytes; :raises OSError: when absent, unreadable, not a regular file
     (a FIFO is never waited on) or over :data:`MAX_FILE_BYTES`."""
-    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError("not a regular file")
+        handle = open(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with handle:
         raw = handle.read(MAX_FILE_BYTES + 1)
     if len(raw) > MAX_FILE_BYTES:
         raise OSError("larger than 1 MiB")
