@@ -265,3 +265,16 @@ def test_overrides_file_with_bom_and_notes_loads(tmp_path):
     overrides = load_overrides(str(path))
     assert [o.target() for o in overrides.entries][-1] == "season=2024 round=22 session=race"
     assert overrides.entries[-1].start_ts == ts(2024, 11, 24, 6)
+
+
+@pytest.mark.xfail(strict=True, reason="plan and the Scheduler parse the calendar without CALENDAR_OVERRIDES yet")
+def test_plan_with_readme_override_reports_las_vegas_race_live_and_syncs_its_results(tmp_path):
+    from scheduler_api.config import Config
+    from scheduler_api.plan import build_plan
+
+    config = Config(calendar_overrides=write(tmp_path, readme_overrides()))
+    plan = build_plan(config, load("ergast-2024.json"), ts(2024, 11, 24, 7), 1)
+    assert plan["live_session"]["round"] == 22 and plan["live_session"]["session"] == "race"
+    assert any(s["kind"] == "results" and s["round"] == 22 for s in plan["next_syncs"])
+    assert plan["overrides_in_force"] == 5
+    assert build_plan(Config(), load("ergast-2024.json"), ts(2024, 11, 24, 7), 1)["mode"] == "off_season"
