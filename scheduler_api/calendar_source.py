@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import string
 
 import requests
 
 from . import httpcall
-from .calendar_parse import parse_calendar
+from .calendar_fields import decode_json
+from .calendar_overrides import Overrides, parse_corrected
 from .race_calendar import Calendar
 from .redact import redact_text, redact_url
 
@@ -46,6 +46,7 @@ class CalendarSource:
     :param session: a session from :func:`scheduler_api.httpcall.make_session`, or None to build
         one that trusts the environment.
     :param timeout_s: the whole-call deadline of a GET, seconds (``CALENDAR_TIMEOUT``).
+    :param overrides: ``CALENDAR_OVERRIDES`` corrections applied at every load (none if None).
     """
 
     def __init__(
@@ -54,11 +55,13 @@ class CalendarSource:
         file_path: str | None,
         session: requests.Session | None = None,
         timeout_s: float = 30.0,
+        overrides: Overrides | None = None,
     ) -> None:
         self.url_template = url_template
         self.file_path = file_path
         self.session = session
         self.timeout_s = timeout_s
+        self.overrides = overrides if overrides is not None else Overrides()
         self._last: tuple[bytes, object] | None = None
         self._last_parsed: tuple[object, Calendar] | None = None
 
@@ -74,7 +77,7 @@ class CalendarSource:
         return string.Formatter().vformat(self.url_template, (), {"season": season})
 
     def load(self, season: int) -> tuple[Calendar, object]:
-        """Fetch and parse the calendar; refuse one without rounds.
+        """Fetch and parse the calendar, apply the overrides; refuse one without rounds.
 
         Malformed entries are skipped with a warning by the parser and do not
         fail the load; only a body with no usable round at all does.
@@ -92,7 +95,7 @@ class CalendarSource:
         if self._last_parsed is not None and self._last_parsed[0] is body:
             return self._last_parsed[1], body
         try:
-            calendar = parse_calendar(body)
+            calendar = parse_corrected(body, self.overrides)
         except ValueError as exc:  # CalendarError included
             raise CalendarLoadError(str(exc)) from None
         if not calendar.rounds:
@@ -148,15 +151,15 @@ class CalendarSource:
             raise CalendarLoadError(f"{where}: calendar larger than {MAX_CALENDAR_BYTES >> 20} MiB")
         try:
             return self._decode(raw)
-        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-            reason = "nested too deep" if isinstance(exc, RecursionError) else type(exc).__name__
+        except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            reason = str(exc) if "nested too deeply" in str(exc) else type(exc).__name__
             raise CalendarLoadError(f"{where}: body is not JSON ({reason})") from None
 
     def _decode(self, raw: bytes) -> object:
         """:raises ValueError: when ``raw`` is not UTF-8 JSON."""
         if self._last is not None and self._last[0] == raw:
             return self._last[1]
-        body = json.loads(raw.decode("utf-8-sig"))
+        body = decode_json(raw)
         self._last = (raw, body)
         return body
 

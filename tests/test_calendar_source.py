@@ -64,7 +64,7 @@ def test_unchanged_bytes_go_through_fetch_as_the_same_body(tmp_path):
     ({"status": 503}, f"{URL_2026}: HTTP 503"),
     ({"body": requests.ConnectionError("Connection refused")}, f"{URL_2026}: connection refused"),
     ({"body": requests.ReadTimeout("slow")}, f"{URL_2026}: timed out: deadline of 30s passed"),
-    ({"body": b"[" * 100_000}, f"{URL_2026}: body is not JSON (nested too deep)"),
+    ({"body": b"[" * 100_000}, f"{URL_2026}: body is not JSON (JSON nested too deeply)"),
     ({"body": b"\xff\xfe{}"}, f"{URL_2026}: body is not JSON"),
     ({"body": b"<html>"}, f"{URL_2026}: body is not JSON"),
     ({"json": EMPTY}, f"{URL_2026}: no rounds"),
