@@ -95,13 +95,20 @@ class CalendarSource:
         if self._last_parsed is not None and self._last_parsed[0] is body:
             return self._last_parsed[1], body
         try:
-            calendar = parse_corrected(body, self.overrides)
+            calendar = self.parse(body)
         except ValueError as exc:  # CalendarError included
             raise CalendarLoadError(str(exc)) from None
         if not calendar.rounds:
             raise CalendarLoadError(f"{self.describe(season)}: no rounds")
         self._last_parsed = (body, calendar)
         return calendar, body
+
+    def parse(self, body: object) -> Calendar:
+        """Parse a decoded body (e.g. the persisted copy) and apply the overrides, as :meth:`load` does.
+
+        :raises ValueError: when ``body`` is not a calendar (:class:`CalendarError` included).
+        """
+        return parse_corrected(body, self.overrides)
 
     def fetch(self, season: int) -> object:
         """Read and decode the calendar body.

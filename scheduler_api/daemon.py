@@ -24,6 +24,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .api import App
+from .calendar_overrides import load_overrides
 from .calendar_source import CalendarSource
 from .clock import Clock, SystemClock
 from .config import Config
@@ -395,7 +396,8 @@ def _build(config: Config, environ: Mapping[str, str], standin: FetcherStandIn |
     health = FetcherHealth(clock, config.fetcher_health_ttl_s, config.fetcher_health_path, pool.submit)
     scheduler = Scheduler(
         config, state, clock, pool, client_factory, random.SystemRandom(),
-        calendar_source=CalendarSource(config.calendar_url, config.calendar_file, timeout_s=config.calendar_timeout_s),
+        calendar_source=CalendarSource(config.calendar_url, config.calendar_file, timeout_s=config.calendar_timeout_s,
+                                       overrides=load_overrides(config.calendar_overrides)),
         health=health, wake=ticker.wake, dispatch_lead_s=DISPATCH_LEAD_S,
     )
     ticker_thread = threading.Thread(target=ticker.run, args=(scheduler.tick,), name="ticker", daemon=True)
