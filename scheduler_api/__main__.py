@@ -222,8 +222,7 @@ def run_daemon(config: Config, demo: bool = False) -> int:
         logger.error("scheduler-api: socket activation: %s", exc)
         return EXIT_CONFIG
     finally:
-        for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
-            os.environ.pop(name, None)
+        activation.forget(os.environ)
     if listen_socket is not None:
         host, port = listen_socket.getsockname()[:2]
         logger.info("socket activation: serving on the socket systemd passed address=%s port=%s", host, port)

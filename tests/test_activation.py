@@ -7,6 +7,7 @@ import socket
 
 import pytest
 
+from scheduler_api import activation
 from scheduler_api.activation import ActivationError, passed_socket
 
 
@@ -69,3 +70,11 @@ def test_a_socket_that_is_not_listening_is_refused():
         else:
             os.dup2(saved, 3)
             os.close(saved)
+
+
+def test_listen_variables_are_forgotten_once_read():
+    environ = {"LISTEN_PID": "42", "LISTEN_FDS": "1", "LISTEN_FDNAMES": "scheduler_api.socket", "PATH": "/bin"}
+
+    activation.forget(environ)
+
+    assert environ == {"PATH": "/bin"}
