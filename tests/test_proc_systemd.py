@@ -198,9 +198,9 @@ def test_inherited_journal_stream_is_ignored_when_stderr_goes_elsewhere(daemon, 
 # -- the unit ------------------------------------------------------------------
 
 
-def unit_settings() -> dict[str, list[str]]:
+def unit_settings(unit: pathlib.Path = UNIT) -> dict[str, list[str]]:
     settings: dict[str, list[str]] = {}
-    for line in UNIT.read_text("utf-8").splitlines():
+    for line in unit.read_text("utf-8").splitlines():
         if "=" in line and not line.startswith(("#", ";", "[")):
             name, _, value = line.partition("=")
             settings.setdefault(name.strip(), []).append(value.strip())
@@ -220,6 +220,15 @@ def test_unit_has_the_required_directives():
     assert settings["WatchdogSec"] and settings["SystemCallFilter"][0] == "@system-service"
     # The notify socket is AF_UNIX: sandboxing must keep it.
     assert set(settings["RestrictAddressFamilies"][0].split()) == {"AF_INET", "AF_INET6", "AF_UNIX"}
+
+
+def test_socket_unit_listens_on_the_default_address_and_stays_open_across_service_restarts():
+    settings = unit_settings(ROOT / "scheduler_api.socket")
+    assert settings["ListenStream"] == [f"{Config.host}:{Config.port}"]
+    assert int(settings["Backlog"][0]) >= 1024
+    # PartOf=scheduler_api.service would close the socket at every `systemctl restart scheduler_api`.
+    assert "PartOf" not in settings and "BindsTo" not in settings
+    assert settings["WantedBy"] == ["sockets.target"]
 
 
 def systemd_analyze() -> str:
