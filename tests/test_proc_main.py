@@ -130,7 +130,7 @@ def test_client_with_no_daemon_exits_3_in_under_2_s_with_one_line():
 
 @pytest.mark.parametrize("command", [
     "plan --at 2026-12-06T13:30:00Z --calendar ergast-2026.json --json | head -c 100",
-    "plan --at 2026-12-06T13:30:00Z --calendar ergast-2026.json --hours 2000 | head -n 1",
+    "plan --at 2026-12-06T13:30:00Z --calendar ergast-2026.json | head -n 1",
     "--version | true",
 ])
 def test_a_closed_pipe_is_no_error(command):
