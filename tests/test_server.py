@@ -14,29 +14,45 @@ import pytest
 
 from scheduler_api.api import App
 from scheduler_api.health import FetcherHealth
-from scheduler_api.server import ApiServer, FifoLock
+from scheduler_api.clock import SystemClock
+from scheduler_api.server import ApiServer, ConnectionSlots, FifoLock
 
-from conftest import FETCHER, load_calendar, ts
+from conftest import FETCHER, FakeClock, load_calendar, ts
 
 T0 = ts("2026-11-30T12:00:00Z")  # the clock fixture
 ORIGIN_OK = {"success": True, "source": "jolpica", "count": 24, "timestamp": 1732834567}
 
 
 @pytest.fixture
-def served(harness, clock):
-    """The real ApiServer over a real App on 127.0.0.1:0 in a thread; yields ``(server, port)``."""
+def serve(harness, clock):
+    """Start the real ApiServer over a real App on 127.0.0.1:0 in a thread; :returns: ``(server, port)``.
+
+    Called as ``serve(http_timeout_s=..., max_connections=...)``; the
+    sockets run on real time, the App on the fake clock.
+    """
     started = harness(calendar=load_calendar("ergast-2026.json")).start()
     health = FetcherHealth(clock, 10.0, "/health", lambda probe: None)  # probes are never run
     app = App(started.config, started.state, started.scheduler, health, clock, lambda: True)
-    server = ApiServer(("127.0.0.1", 0), app, 5.0)
-    thread = threading.Thread(target=server.serve, name="test-http", daemon=True)
-    thread.start()
-    try:
-        yield server, server.server_address[1]
-    finally:
+    running = []
+
+    def start(http_timeout_s: float = 5.0, max_connections: int = 64) -> tuple[ApiServer, int]:
+        server = ApiServer(("127.0.0.1", 0), app, http_timeout_s, max_connections, SystemClock())
+        thread = threading.Thread(target=server.serve, name="test-http", daemon=True)
+        thread.start()
+        running.append((server, thread))
+        return server, server.server_address[1]
+
+    yield start
+    for server, thread in running:
         server.stop_serving()
         thread.join(5)
         server.server_close()
+
+
+@pytest.fixture
+def served(serve):
+    """One server as ``serve()`` starts it: 5 s HTTP timeout, 64 connections."""
+    return serve()
 
 
 def test_server_sends_the_seed_json_byte_for_byte(mocked, served):
@@ -106,21 +122,40 @@ def test_server_sends_content_type_and_length_on_every_answer(served):
         assert response.getheader("Content-Length") == str(len(body))
         json.loads(body)
         if expected == 405:
-            assert response.getheader("Allow") == "GET, HEAD"
+            assert response.getheader("Allow") == "GET, HEAD, OPTIONS"
     conn.close()
 
 
-def test_server_answers_501_for_put_as_json(served):
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "TRACE", "FOO"])
+def test_put_status_is_405_with_allow_get_head(served, method):
     _, port = served
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
 
-    conn.request("PUT", "/status", body=b"{}")
+    conn.request(method, "/status", body=b"{}")
     response = conn.getresponse()
     body = json.loads(response.read())
 
-    assert response.status == 501
+    assert response.status == 405
+    assert response.getheader("Allow") == "GET, HEAD, OPTIONS"
     assert response.getheader("Content-Type") == "application/json"
-    assert body == {"success": False, "message": "Unsupported method ('PUT')", "timestamp": T0}
+    assert body == {"success": False, "message": f"method {method} not allowed on /status; use GET, HEAD, OPTIONS",
+                    "timestamp": T0}
+    conn.request("GET", "/health")  # the body was read: the connection carries on
+    assert conn.getresponse().status == 200
+    conn.close()
+
+
+def test_options_health_is_204_with_allow(served):
+    _, port = served
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+
+    for path, allow in (("/health", "GET, HEAD, OPTIONS"), ("/trigger/seasons", "POST, OPTIONS")):
+        conn.request("OPTIONS", path)
+        response = conn.getresponse()
+        assert (response.status, response.getheader("Allow"), response.read()) == (204, allow, b"")
+        assert response.getheader("Content-Length") is None
+    conn.request("GET", "/health")  # still in step on the same connection
+    assert conn.getresponse().status == 200
     conn.close()
 
 
