@@ -35,6 +35,7 @@ from .httphead import (
 logger = logging.getLogger(__name__)
 
 READ_BUFFER = 65536  # bytes the handler reads from its socket at a time
+TIMEOUT_SLACK_S = 0.02  # a read may wait this much past its deadline rather than reset the socket timeout
 PHRASES = BaseHTTPRequestHandler.responses  # http.server's HTTPStatus phrases, without an enum lookup
 
 
@@ -104,7 +105,10 @@ class DeadlineReader(io.RawIOBase):
     A socket timeout restarts with every read, so a client trickling a byte
     a second would never be cut off; here each read may wait only for the
     time left until the deadline :meth:`arm` set, so a whole request head
-    (or body) must arrive within the budget. Until armed, every read fails.
+    (or body) must arrive within the budget (give or take
+    ``TIMEOUT_SLACK_S``: the socket's timeout is only changed, a system call,
+    when it is further than that from the time left). Until armed, every
+    read fails.
     Wrap it in ``io.BufferedReader``. Used by one connection's thread only.
 
     :param sock: the connected socket; it stays open when this is closed.
@@ -140,7 +144,8 @@ class DeadlineReader(io.RawIOBase):
         left_s = self._deadline_mono - self._clock.monotonic()
         if left_s <= 0:
             raise TimeoutError("the read deadline has passed")
-        self._sock.settimeout(left_s)
+        if abs((self._sock.gettimeout() or math.inf) - left_s) > TIMEOUT_SLACK_S:
+            self._sock.settimeout(left_s)
         count = self._sock.recv_into(buffer)
         self._received += count
         return count
@@ -315,7 +320,8 @@ class Handler(BaseHTTPRequestHandler):
 
         :raises TimeoutError: when the client does not read it in time.
         """
-        self.connection.settimeout(self.server.http_timeout_s)  # sendall's timeout bounds the whole call
+        if self.connection.gettimeout() != self.server.http_timeout_s:
+            self.connection.settimeout(self.server.http_timeout_s)  # sendall's timeout bounds the whole call
         self.connection.sendall(data)
 
     def _send_nowait(self, data: bytes) -> None:

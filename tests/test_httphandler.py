@@ -93,6 +93,9 @@ class Connection:
     def settimeout(self, timeout_s: float | None) -> None:
         pass
 
+    def gettimeout(self) -> float | None:
+        return None
+
     def sendall(self, data: bytes) -> None:
         self.writes.append(data)
 

@@ -1,14 +1,17 @@
-"""The transport in :mod:`scheduler_api.server`: the real ApiServer on a loopback port, and the admission lock.
+"""The transport in :mod:`scheduler_api.server`: the real ApiServer on a loopback port, its limits, the admission lock.
 
-Process-level tests of the same layer (bad request lines, slow clients, a
-burst of triggers) run a real daemon in ``test_http_hardening.py``.
+Process-level tests of the same layer (bad request lines, slow and hostile
+clients, a burst of triggers) run a real daemon in ``test_proc_http.py``.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import logging
+import socket
 import threading
+import time
 
 import pytest
 
@@ -18,6 +21,8 @@ from scheduler_api.clock import SystemClock
 from scheduler_api.server import ApiServer, ConnectionSlots, FifoLock
 
 from conftest import FETCHER, FakeClock, load_calendar, ts
+from harness import wait_for
+from rawhttp import assert_error, raw, read_to_close, split, timed_get, trickle_once
 
 T0 = ts("2026-11-30T12:00:00Z")  # the clock fixture
 ORIGIN_OK = {"success": True, "source": "jolpica", "count": 24, "timestamp": 1732834567}
@@ -195,3 +200,72 @@ def test_admission_lock_hands_over_in_arrival_order():
     for thread in threads:
         thread.join(5)
     assert order == [0, 1, 2, 3, 4]
+
+
+def timed_exchange(port: int, data: bytes) -> tuple[float, bytes]:
+    """Send ``data`` on a new connection; :returns: seconds until the server closed it, and what it sent."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        started = time.monotonic()
+        sock.sendall(data)
+        answer = read_to_close(sock)
+        return time.monotonic() - started, answer
+
+
+def test_get_with_an_unsent_body_delays_only_itself(serve):
+    server, port = serve(http_timeout_s=1.0)
+    held = []
+    holder = threading.Thread(target=lambda: held.append(
+        timed_exchange(port, b"GET /status HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")))
+    holder.start()
+    probes = []
+    while holder.is_alive() or not probes:
+        probes.append(timed_get(port, "/health")[0])
+    holder.join()
+
+    lifetime_s, answer = held[0]
+    assert 1.0 <= lifetime_s <= 2.0  # SCHEDULER_HTTP_TIMEOUT, plus at most 1 s
+    assert assert_error(answer, 408)["message"] == "request body not received within 1s (0 of 10 bytes)"
+    assert len(probes) >= 10 and max(probes) < 0.1, (len(probes), max(probes))
+
+
+def test_trickled_head_is_cut_off_at_the_total_deadline(serve):
+    _, port = serve(http_timeout_s=1.0)
+    lifetime_s, answer = trickle_once(port, b"GET /health HTTP/1.1\r\nHost: x\r\n" * 10, 0.05, threading.Event())
+    assert 1.0 <= lifetime_s <= 2.0  # 20 bytes a second: a per-read timeout would never fire
+    assert assert_error(answer, 408)["message"] == "request head not received within 1s"
+
+
+def test_connection_over_the_limit_gets_503_json_and_is_closed(serve):
+    server, port = serve(max_connections=2)
+    held = [http.client.HTTPConnection("127.0.0.1", port, timeout=5) for _ in range(2)]
+    for conn in held:
+        conn.request("GET", "/health")
+        assert conn.getresponse().read()  # kept alive: each holds a slot
+
+    code, headers, body = split(raw(port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"))
+
+    assert (code, headers["connection"], headers["retry-after"]) == (503, "close", "1")
+    assert body == {"success": False, "message": "too many connections: at most 2 at once; retry later",
+                    "timestamp": T0}
+    held[0].close()
+    wait_for(lambda: server.slots.open < 2, what="the closed connection's slot")
+    assert timed_get(port, "/health")[1] == 200
+    held[1].close()
+
+
+def test_refusals_are_logged_at_most_once_a_minute(caplog):
+    clock = FakeClock(T0)
+    slots = ConnectionSlots(1, clock)
+    assert slots.take() is True
+    with caplog.at_level(logging.WARNING, logger="scheduler_api.server"):
+        assert [slots.take() for _ in range(5)] == [False] * 5
+        clock.advance(59.0)
+        assert slots.take() is False
+        clock.advance(1.0)
+        assert slots.take() is False
+    assert [record.getMessage() for record in caplog.records] == [
+        "http connections at limit max=1 refused=1: further connections get 503 until one closes",
+        "http connections at limit max=1 refused=6: further connections get 503 until one closes",
+    ]
+    slots.give_back()
+    assert slots.take() is True and slots.open == 1
