@@ -5,7 +5,7 @@ or on a stop event, never by sleeping: a trickler sends one byte, then waits
 up to its gap for the server to answer or hang up. :func:`isolation_scenario`
 is issue 10's acceptance run: while one client holds a ``GET`` whose
 announced body never comes and many others trickle header bytes, another
-client probes ``/health``; ``tests/test_proc_http.py`` runs it for seconds,
+client probes ``/health``; ``tests/test_proc_http_isolation.py`` runs it for seconds,
 ``python tests/rawhttp.py`` against a real daemon for a full minute.
 """
 

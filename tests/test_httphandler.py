@@ -1,7 +1,7 @@
 """One connection in :mod:`scheduler_api.httphandler`: the total read deadline, answer encoding, one write.
 
 The real server over loopback sockets is in ``test_server.py``; the same
-rules against a daemon process in ``test_proc_http.py``.
+rules against a daemon process in ``test_proc_http_isolation.py``.
 """
 
 from __future__ import annotations

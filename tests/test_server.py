@@ -1,7 +1,8 @@
 """The transport in :mod:`scheduler_api.server`: the real ApiServer on a loopback port, its limits, the admission lock.
 
 Process-level tests of the same layer (bad request lines, slow and hostile
-clients, a burst of triggers) run a real daemon in ``test_proc_http.py``.
+clients, a burst of triggers) run a real daemon in ``test_proc_http.py`` and
+``test_proc_http_isolation.py``.
 """
 
 from __future__ import annotations
