@@ -171,11 +171,13 @@ class App:
     def handle(self, method: str, target: str, authorization: str | None = None) -> tuple[int, dict, dict]:
         """Route one request.
 
-        An unknown path is 404 whatever the method; a known path asked with
-        a method it does not take is 405 with ``Allow``; a refused request is
-        answered by its :class:`HttpError` (401 adds ``WWW-Authenticate``).
+        An unknown path is 404 whatever the method; ``OPTIONS`` on a known
+        path is 204 with ``Allow``; a known path asked with any other method
+        it does not take (``PUT``, ``DELETE``, ``BREW``...) is 405 with
+        ``Allow``; a refused request is answered by its :class:`HttpError`
+        (401 adds ``WWW-Authenticate``).
 
-        :param method: ``GET``, ``HEAD`` or ``POST`` (``HEAD`` is routed as ``GET``).
+        :param method: the method token, case-sensitive (``HEAD`` is routed as ``GET``).
         :param target: the request target, path and query, undecoded.
         :param authorization: the ``Authorization`` header, or None.
         :returns: ``(status, body, extra headers)``.
@@ -187,7 +189,9 @@ class App:
         lookup = "GET" if method == "HEAD" else method
         route = methods.get(lookup)
         if route is None:
-            allow = ", ".join(sorted(set(methods) | ({"HEAD"} if "GET" in methods else set())))
+            allow = ", ".join([*methods, *(["HEAD"] if "GET" in methods else [])])  # OPTIONS is answered too, as usual unlisted
+            if method == "OPTIONS":
+                return 204, {}, {"Allow": allow}
             return (*self.error(405, f"method {method} not allowed on {path}; use {allow}"), {"Allow": allow})
         try:
             request = Request(parse_query(raw_query), authorization)

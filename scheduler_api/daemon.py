@@ -419,7 +419,8 @@ def _build(config: Config, environ: Mapping[str, str], standin: FetcherStandIn |
     ticker_thread = threading.Thread(target=ticker.run, args=(scheduler.tick,), name="ticker", daemon=True)
     app = App(config, state, scheduler, health, clock, ticker_thread.is_alive)
     try:
-        server = ApiServer((config.host, config.port), app, config.http_timeout_s, sock=listen_socket)
+        server = ApiServer((config.host, config.port), app, config.http_timeout_s, config.max_connections, clock,
+                           sock=listen_socket)
     except OSError as exc:
         state_file.unlock()
         raise StartError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from exc

@@ -12,13 +12,15 @@ cheaper to build on a path every request takes under the admission lock.
 
 from __future__ import annotations
 
+import re
 from http import HTTPStatus
 from typing import NamedTuple
 
 MAX_LINE = 65536  # as http.server: longer request lines get 414, longer header lines 431
 MAX_HEADERS = 100  # as http.client
+MAX_HEADER_BYTES = 64 * 1024  # all header lines together; more is refused with 431
 MAX_BODY_BYTES = 64 * 1024  # no endpoint takes a body; a longer one is refused with 413
-SUPPORTED_METHODS = frozenset({"GET", "HEAD", "POST"})
+METHOD_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.6.2 token
 
 
 class HttpError(Exception):
@@ -66,7 +68,7 @@ class Headers:
 class RequestLine(NamedTuple):
     """The first line of a request, checked.
 
-    :ivar method: the method token as sent, e.g. ``GET`` (not yet checked against the supported ones).
+    :ivar method: the method token as sent, e.g. ``GET`` or ``BREW`` (a valid token; routing decides the rest).
     :ivar target: the request target, path and query, undecoded.
     :ivar version: ``HTTP/x.y`` as sent, or ``HTTP/0.9`` for a two-word line.
     :ivar keep_alive: whether the version alone keeps the connection open (HTTP/1.1 and later).
@@ -81,13 +83,14 @@ class RequestLine(NamedTuple):
 class RequestHead(NamedTuple):
     """A request head that passed every check; the body, if any, is still unread.
 
-    :ivar method: ``GET``, ``HEAD`` or ``POST``.
+    :ivar method: the method token as sent (case-sensitive, any valid token).
     :ivar target: the request target, path and query, undecoded.
     :ivar version: ``HTTP/x.y`` as sent, or ``HTTP/0.9``.
     :ivar headers: the header fields.
     :ivar keep_alive: whether the connection stays open after the answer
         (the version's default, overridden by ``Connection: close`` or
         ``Connection: keep-alive``).
+    :ivar body_length: the body ``Content-Length`` announces, bytes (0 without one), at most ``MAX_BODY_BYTES``.
     """
 
     method: str
@@ -95,6 +98,7 @@ class RequestHead(NamedTuple):
     version: str
     headers: Headers
     keep_alive: bool
+    body_length: int
 
 
 def headers_follow(raw_line: bytes) -> bool:
@@ -125,9 +129,11 @@ def parse_request_line(raw_line: bytes) -> RequestLine | None:
         ``MAX_LINE + 1`` bytes (more means it was cut off).
     :returns: the request line, or None for a blank line (the connection is
         then closed without an answer).
-    :raises HttpError: 414 for a line over ``MAX_LINE`` bytes, 505 for
-        HTTP/2 or later, 400 for a malformed version, a wrong number of
-        words, or an HTTP/0.9 request other than ``GET``.
+    :raises HttpError: 414 for a line over ``MAX_LINE`` bytes; 505 for a
+        well-formed version other than HTTP/1.x (``HTTP/2.0``, ``HTTP/0.9``
+        written out); 400 for a malformed version (``HTTP/1.x``), a wrong
+        number of words, a method that is not a token (RFC 9110: letters,
+        digits and ``!#$%&'*+-.^_`|~``), or an HTTP/0.9 request other than ``GET``.
     """
     if len(raw_line) > MAX_LINE:
         raise HttpError(414, HTTPStatus.REQUEST_URI_TOO_LONG.phrase)
@@ -141,12 +147,14 @@ def parse_request_line(raw_line: bytes) -> RequestLine | None:
         number = http_version(version)
         if number is None:
             raise HttpError(400, f"Bad request version ({version!r})")
-        if number >= (2, 0):
+        if number[0] != 1:
             raise HttpError(505, f"Invalid HTTP version ({version[5:]})")
         keep_alive = number >= (1, 1)
     if not 2 <= len(words) <= 3:
         raise HttpError(400, f"Bad request syntax ({text!r})")
     method, target = words[:2]
+    if not METHOD_TOKEN.fullmatch(method):
+        raise HttpError(400, f"method is not a valid token ({method[:40]!r})")
     if len(words) == 2 and method != "GET":
         raise HttpError(400, f"Bad HTTP/0.9 request type ({method!r})")
     return RequestLine(method, target, version, keep_alive)
@@ -156,16 +164,19 @@ def parse_header_lines(lines: list[bytes]) -> Headers:
     """Parse raw header lines (without the request line or the blank line) (RFC 9112 §5).
 
     :param lines: the lines as read, each with its line ending; reading
-        stops after the first line over ``MAX_LINE`` bytes or after
-        ``MAX_HEADERS + 1`` lines, and such a last line is refused here.
-    :raises HttpError: 431 for a line over ``MAX_LINE`` bytes or more than
-        ``MAX_HEADERS`` lines; 400 for a line without a colon, white space
+        stops after the first line over ``MAX_LINE`` bytes, after
+        ``MAX_HEADERS + 1`` lines or once the lines pass ``MAX_HEADER_BYTES``
+        together, and such a last line is refused here.
+    :raises HttpError: 431 for a line over ``MAX_LINE`` bytes, more than
+        ``MAX_HEADERS`` lines or more than ``MAX_HEADER_BYTES`` in all; 400 for a line without a colon, white space
         before the colon, or obsolete line folding.
     """
     if lines and len(lines[-1]) > MAX_LINE:
         raise HttpError(431, "Line too long")
     if len(lines) > MAX_HEADERS:
         raise HttpError(431, "Too many headers")
+    if header_bytes(lines) > MAX_HEADER_BYTES:
+        raise HttpError(431, f"Request header fields too large (limit {MAX_HEADER_BYTES} bytes)")
     items: list[tuple[str, str]] = []
     for raw in lines:
         text = raw.decode("iso-8859-1").rstrip("\r\n")
@@ -178,14 +189,21 @@ def parse_header_lines(lines: list[bytes]) -> Headers:
     return Headers(items)
 
 
+def header_bytes(lines: list[bytes]) -> int:
+    """:returns: the size of raw header lines together, bytes, line endings included."""
+    return sum(map(len, lines))
+
+
 def parse_head(line: RequestLine, header_lines: list[bytes]) -> RequestHead:
-    """Check the header lines of a parsed request line and the method.
+    """Check the header lines of a parsed request line and the body it announces.
+
+    Any method token passes: which methods a path allows is the routes'
+    business (404, 405 or 204 for ``OPTIONS``).
 
     :param line: from :func:`parse_request_line`.
     :param header_lines: as for :func:`parse_header_lines`.
-    :returns: the head, with ``keep_alive`` decided.
-    :raises HttpError: as :func:`parse_header_lines`, then 501 for a method
-        other than ``GET``, ``HEAD`` and ``POST``.
+    :returns: the head, with ``keep_alive`` and ``body_length`` decided.
+    :raises HttpError: as :func:`parse_header_lines`, then as :func:`body_length`.
     """
     headers = parse_header_lines(header_lines)
     keep_alive = line.keep_alive
@@ -194,9 +212,7 @@ def parse_head(line: RequestLine, header_lines: list[bytes]) -> RequestHead:
         keep_alive = False
     elif connection == "keep-alive":
         keep_alive = True
-    if line.method not in SUPPORTED_METHODS:
-        raise HttpError(501, f"Unsupported method ({line.method!r})")
-    return RequestHead(line.method, line.target, line.version, headers, keep_alive)
+    return RequestHead(line.method, line.target, line.version, headers, keep_alive, body_length(headers))
 
 
 def body_length(headers: Headers) -> int:

@@ -597,6 +597,8 @@ def test_unknown_path_is_404_json(api):
         ("POST", "/status", "GET, HEAD"),
         ("POST", "/health", "GET, HEAD"),
         ("POST", "/history", "GET, HEAD"),
+        ("PUT", "/status", "GET, HEAD"),
+        ("DELETE", "/trigger/seasons", "POST"),
     ],
 )
 def test_wrong_method_is_405_with_allow(mocked, api, method, path, allow):
@@ -605,6 +607,14 @@ def test_wrong_method_is_405_with_allow(mocked, api, method, path, allow):
     assert status == 405
     assert headers == {"Allow": allow}
     assert_error_body(body, f"method {method} not allowed on {path}; use {allow}")
+    assert len(mocked.calls) == 0
+
+
+@pytest.mark.parametrize(("path", "allow"), [("/health", "GET, HEAD"),
+                                             ("/trigger/seasons", "POST")])
+def test_options_on_a_known_path_is_204_with_allow(mocked, api, path, allow):
+    assert api().app.handle("OPTIONS", path) == (204, {}, {"Allow": allow})
+    assert api().app.handle("OPTIONS", "/nope")[0] == 404
     assert len(mocked.calls) == 0
 
 

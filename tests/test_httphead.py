@@ -6,6 +6,7 @@ import pytest
 
 from scheduler_api.httphead import (
     MAX_BODY_BYTES,
+    MAX_HEADER_BYTES,
     MAX_HEADERS,
     MAX_LINE,
     Headers,
@@ -83,14 +84,43 @@ def test_connection_header_decides_keep_alive(line, connection, keep_alive):
                                                                          keep_alive)
 
 
-def test_unsupported_method_is_501_after_the_headers_are_checked():
-    brew = RequestLine("BREW", "/x", "HTTP/1.1", True)
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "TRACE", "OPTIONS", "BREW", "get", "M-SEARCH", "X!#$%&'*+.^_`|~1"])
+def test_any_method_token_passes_the_head_for_routing_to_decide(method):
+    line = parse_request_line(method.encode() + b" /status HTTP/1.1\r\n")
+    assert parse_head(line, [b"Host: x\r\n"]).method == method
+
+
+@pytest.mark.parametrize("raw", [b"G(T /status HTTP/1.1\r\n", b"GE\x01T /status HTTP/1.1\r\n",
+                                 b"G\xc3\x89T /status HTTP/1.1\r\n", b"GET, /status HTTP/1.1\r\n",
+                                 b"\"GET\" /status HTTP/1.1\r\n", b"GE{}T /status\r\n"])
+def test_method_that_is_not_a_token_is_400(raw):
     with pytest.raises(HttpError) as caught:
-        parse_head(brew, [])
-    assert (caught.value.status, caught.value.message) == (501, "Unsupported method ('BREW')")
-    with pytest.raises(HttpError) as malformed:
-        parse_head(brew, [b"Host x\r\n"])
-    assert malformed.value.status == 400
+        parse_request_line(raw)
+    assert caught.value.status == 400 and caught.value.message.startswith("method is not a valid token")
+
+
+@pytest.mark.parametrize("version", [b"HTTP/2.0", b"HTTP/3.0", b"HTTP/0.9", b"HTTP/0.1", b"HTTP/10.1"])
+def test_well_formed_http_version_other_than_1_is_505(version):
+    with pytest.raises(HttpError) as caught:
+        parse_request_line(b"GET /health " + version + b"\r\n")
+    assert caught.value.status == 505
+
+
+def test_head_announces_its_body_length():
+    assert parse_head(HTTP11_GET, [b"Content-Length: 10\r\n"]).body_length == 10
+    assert parse_head(HTTP11_GET, []).body_length == 0
+    with pytest.raises(HttpError) as caught:
+        parse_head(HTTP11_GET, [b"Content-Length: 65537\r\n"])
+    assert caught.value.status == 413
+
+
+def test_header_lines_over_64_kib_together_are_431():
+    line = b"X-Pad: " + b"a" * 1000 + b"\r\n"  # 1009 bytes
+    fits = [line] * (MAX_HEADER_BYTES // len(line))
+    assert len(parse_head(HTTP11_GET, fits).headers.get_all("x-pad")) == 64
+    with pytest.raises(HttpError) as caught:
+        parse_head(HTTP11_GET, fits + [line])
+    assert (caught.value.status, caught.value.message) == (431, "Request header fields too large (limit 65536 bytes)")
 
 
 def test_too_many_or_too_long_header_lines_are_431():

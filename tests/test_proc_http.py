@@ -17,43 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from harness import daemon, free_port, standin, wait_for  # noqa: F401 - fixtures
+from rawhttp import assert_error, raw, split
 
 TOKEN = "s3cr$t-T0ken'x"
-
-
-def raw(port: int, data: bytes, timeout_s: float = 5.0, shut_write: bool = False) -> bytes:
-    """Send ``data`` on a new connection and read until the server closes it."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
-        sock.sendall(data)
-        if shut_write:
-            sock.shutdown(socket.SHUT_WR)
-        chunks = []
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
-
-
-def split(answer: bytes) -> tuple[int, dict[str, str], dict]:
-    """:returns: status, headers (lower-case names) and the JSON body of one HTTP answer."""
-    head, _, body = answer.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    assert lines[0].startswith("HTTP/1.1 "), lines[0]
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    assert headers["content-type"] == "application/json"
-    assert int(headers["content-length"]) == len(body)
-    return int(lines[0].split()[1]), headers, json.loads(body)
-
-
-def assert_error(answer: bytes, status: int) -> dict:
-    code, _, body = split(answer)
-    assert code == status, body
-    assert body["success"] is False and body["message"] and isinstance(body["timestamp"], int)
-    return body
 
 
 @pytest.fixture
@@ -97,11 +63,11 @@ def test_body_over_64_kib_is_413(quiet, standin):
     no_new_fetch(standin, before + 1)
 
 
-def test_body_shorter_than_content_length_is_400_and_calls_nothing(quiet, standin):
+def test_body_shorter_than_content_length_is_408_then_400_and_calls_nothing(quiet, standin):
     before = len(standin.fetch_calls())
     started = time.monotonic()
     answer = raw(quiet.port, b"POST /trigger/seasons HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
-    assert "shorter" in assert_error(answer, 400)["message"]
+    assert assert_error(answer, 408)["message"] == "request body not received within 0.3s (3 of 10 bytes)"
     assert time.monotonic() - started < 3.0  # SCHEDULER_HTTP_TIMEOUT, not forever
     half_closed = raw(quiet.port, b"POST /trigger/seasons HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc",
                       shut_write=True)
@@ -114,9 +80,12 @@ def test_body_shorter_than_content_length_is_400_and_calls_nothing(quiet, standi
     (b"GET /health HTTP/1.x\r\n", 400),
     (b"GET /health HTTP/2.0\r\n", 505),
     (b"GET /health HTTP/1.1 extra\r\n", 400),
-    (b"BREW /health HTTP/1.1\r\n", 501),
+    (b"BREW /health HTTP/1.1\r\n", 405),
+    (b"G(T /health HTTP/1.1\r\n", 400),
+    (b"GET /health HTTP/0.9\r\n", 505),
     (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n", 414),
-], ids=["garbage", "bad-version-text", "version-2", "extra-word", "unknown-method", "too-long"])
+], ids=["garbage", "bad-version-text", "version-2", "extra-word", "unknown-method", "not-a-token", "version-0.9",
+        "too-long"])
 def test_bad_request_line_answered_with_status_line_and_json(quiet, line, status):
     answer = raw(quiet.port, line + b"Host: x\r\n\r\n")
     assert_error(answer, status)
@@ -151,8 +120,8 @@ def test_client_disconnect_mid_answer_logs_no_traceback(daemon, standin):
     assert "ERROR" not in quiet.log()
 
 
-def test_300_idle_connections_do_not_stop_health(daemon):
-    quiet = daemon()  # the default 10 s per-connection timeout: the idle connections stay open
+def test_300_idle_connections_within_the_limit_do_not_stop_health(daemon):
+    quiet = daemon({"SCHEDULER_MAX_CONNECTIONS": "400"})  # the default 10 s timeout: the idle ones stay open
     idle = []
     try:
         for _ in range(300):
@@ -166,7 +135,9 @@ def test_300_idle_connections_do_not_stop_health(daemon):
             sock.close()
 
 
-def test_100_concurrent_identical_triggers_make_one_fetcher_call(quiet, standin):
+def test_100_concurrent_identical_triggers_make_one_fetcher_call(daemon, standin):
+    quiet = daemon({"SCHEDULER_MAX_CONNECTIONS": "128"})  # 100 clients at once: over the default 64
+    quiet.settle()
     standin.set_fault("delay", delay_s=0.5)
     target = "/fetch/rounds?season=2026"
     before = len(standin.fetch_calls(target))

@@ -1,42 +1,64 @@
-"""The transport in :mod:`scheduler_api.server`: the real ApiServer on a loopback port, and the admission lock.
+"""The transport in :mod:`scheduler_api.server`: the real ApiServer on a loopback port, its limits, the admission lock.
 
-Process-level tests of the same layer (bad request lines, slow clients, a
-burst of triggers) run a real daemon in ``test_http_hardening.py``.
+Process-level tests of the same layer (bad request lines, slow and hostile
+clients, a burst of triggers) run a real daemon in ``test_proc_http.py`` and
+``test_proc_http_isolation.py``.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import logging
+import socket
 import threading
+import time
 
 import pytest
 
 from scheduler_api.api import App
 from scheduler_api.health import FetcherHealth
-from scheduler_api.server import ApiServer, FifoLock
+from scheduler_api.clock import SystemClock
+from scheduler_api.server import ApiServer, ConnectionSlots, FifoLock
 
-from conftest import FETCHER, load_calendar, ts
+from conftest import FETCHER, FakeClock, load_calendar, ts
+from harness import wait_for
+from rawhttp import assert_error, raw, read_to_close, split, timed_get, trickle_once
 
 T0 = ts("2026-11-30T12:00:00Z")  # the clock fixture
 ORIGIN_OK = {"success": True, "source": "jolpica", "count": 24, "timestamp": 1732834567}
 
 
 @pytest.fixture
-def served(harness, clock):
-    """The real ApiServer over a real App on 127.0.0.1:0 in a thread; yields ``(server, port)``."""
+def serve(harness, clock):
+    """Start the real ApiServer over a real App on 127.0.0.1:0 in a thread; :returns: ``(server, port)``.
+
+    Called as ``serve(http_timeout_s=..., max_connections=...)``; the
+    sockets run on real time, the App on the fake clock.
+    """
     started = harness(calendar=load_calendar("ergast-2026.json")).start()
     health = FetcherHealth(clock, 10.0, "/health", lambda probe: None)  # probes are never run
     app = App(started.config, started.state, started.scheduler, health, clock, lambda: True)
-    server = ApiServer(("127.0.0.1", 0), app, 5.0)
-    thread = threading.Thread(target=server.serve, name="test-http", daemon=True)
-    thread.start()
-    try:
-        yield server, server.server_address[1]
-    finally:
+    running = []
+
+    def start(http_timeout_s: float = 5.0, max_connections: int = 64) -> tuple[ApiServer, int]:
+        server = ApiServer(("127.0.0.1", 0), app, http_timeout_s, max_connections, SystemClock())
+        thread = threading.Thread(target=server.serve, name="test-http", daemon=True)
+        thread.start()
+        running.append((server, thread))
+        return server, server.server_address[1]
+
+    yield start
+    for server, thread in running:
         server.stop_serving()
         thread.join(5)
         server.server_close()
+
+
+@pytest.fixture
+def served(serve):
+    """One server as ``serve()`` starts it: 5 s HTTP timeout, 64 connections."""
+    return serve()
 
 
 def test_server_sends_the_seed_json_byte_for_byte(mocked, served):
@@ -110,17 +132,36 @@ def test_server_sends_content_type_and_length_on_every_answer(served):
     conn.close()
 
 
-def test_server_answers_501_for_put_as_json(served):
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "TRACE", "FOO"])
+def test_put_status_is_405_with_allow_get_head(served, method):
     _, port = served
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
 
-    conn.request("PUT", "/status", body=b"{}")
+    conn.request(method, "/status", body=b"{}")
     response = conn.getresponse()
     body = json.loads(response.read())
 
-    assert response.status == 501
+    assert response.status == 405
+    assert response.getheader("Allow") == "GET, HEAD"
     assert response.getheader("Content-Type") == "application/json"
-    assert body == {"success": False, "message": "Unsupported method ('PUT')", "timestamp": T0}
+    assert body == {"success": False, "message": f"method {method} not allowed on /status; use GET, HEAD",
+                    "timestamp": T0}
+    conn.request("GET", "/health")  # the body was read: the connection carries on
+    assert conn.getresponse().status == 200
+    conn.close()
+
+
+def test_options_health_is_204_with_allow(served):
+    _, port = served
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+
+    for path, allow in (("/health", "GET, HEAD"), ("/trigger/seasons", "POST")):
+        conn.request("OPTIONS", path)
+        response = conn.getresponse()
+        assert (response.status, response.getheader("Allow"), response.read()) == (204, allow, b"")
+        assert response.getheader("Content-Length") is None
+    conn.request("GET", "/health")  # still in step on the same connection
+    assert conn.getresponse().status == 200
     conn.close()
 
 
@@ -160,3 +201,72 @@ def test_admission_lock_hands_over_in_arrival_order():
     for thread in threads:
         thread.join(5)
     assert order == [0, 1, 2, 3, 4]
+
+
+def timed_exchange(port: int, data: bytes) -> tuple[float, bytes]:
+    """Send ``data`` on a new connection; :returns: seconds until the server closed it, and what it sent."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        started = time.monotonic()
+        sock.sendall(data)
+        answer = read_to_close(sock)
+        return time.monotonic() - started, answer
+
+
+def test_get_with_an_unsent_body_delays_only_itself(serve):
+    server, port = serve(http_timeout_s=1.0)
+    held = []
+    holder = threading.Thread(target=lambda: held.append(
+        timed_exchange(port, b"GET /status HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")))
+    holder.start()
+    probes = []
+    while holder.is_alive() or not probes:
+        probes.append(timed_get(port, "/health")[0])
+    holder.join()
+
+    lifetime_s, answer = held[0]
+    assert 1.0 <= lifetime_s <= 2.0  # SCHEDULER_HTTP_TIMEOUT, plus at most 1 s
+    assert assert_error(answer, 408)["message"] == "request body not received within 1s (0 of 10 bytes)"
+    assert len(probes) >= 10 and max(probes) < 0.1, (len(probes), max(probes))
+
+
+def test_trickled_head_is_cut_off_at_the_total_deadline(serve):
+    _, port = serve(http_timeout_s=1.0)
+    lifetime_s, answer = trickle_once(port, b"GET /health HTTP/1.1\r\nHost: x\r\n" * 10, 0.05, threading.Event())
+    assert 1.0 <= lifetime_s <= 2.0  # 20 bytes a second: a per-read timeout would never fire
+    assert assert_error(answer, 408)["message"] == "request head not received within 1s"
+
+
+def test_connection_over_the_limit_gets_503_json_and_is_closed(serve):
+    server, port = serve(max_connections=2)
+    held = [http.client.HTTPConnection("127.0.0.1", port, timeout=5) for _ in range(2)]
+    for conn in held:
+        conn.request("GET", "/health")
+        assert conn.getresponse().read()  # kept alive: each holds a slot
+
+    code, headers, body = split(raw(port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"))
+
+    assert (code, headers["connection"], headers["retry-after"]) == (503, "close", "1")
+    assert body == {"success": False, "message": "too many connections: at most 2 at once; retry later",
+                    "timestamp": T0}
+    held[0].close()
+    wait_for(lambda: server.slots.open < 2, what="the closed connection's slot")
+    assert timed_get(port, "/health")[1] == 200
+    held[1].close()
+
+
+def test_refusals_are_logged_at_most_once_a_minute(caplog):
+    clock = FakeClock(T0)
+    slots = ConnectionSlots(1, clock)
+    assert slots.take() is True
+    with caplog.at_level(logging.WARNING, logger="scheduler_api.server"):
+        assert [slots.take() for _ in range(5)] == [False] * 5
+        clock.advance(59.0)
+        assert slots.take() is False
+        clock.advance(1.0)
+        assert slots.take() is False
+    assert [record.getMessage() for record in caplog.records] == [
+        "http connections at limit max=1 refused=1: further connections get 503 until one closes",
+        "http connections at limit max=1 refused=6: further connections get 503 until one closes",
+    ]
+    slots.give_back()
+    assert slots.take() is True and slots.open == 1

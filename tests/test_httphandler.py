@@ -1,0 +1,149 @@
+"""One connection in :mod:`scheduler_api.httphandler`: the total read deadline, answer encoding, one write.
+
+The real server over loopback sockets is in ``test_server.py``; the same
+rules against a daemon process in ``test_proc_http_isolation.py``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import threading
+
+import pytest
+
+from scheduler_api.api import App
+from scheduler_api.clock import SystemClock
+from scheduler_api.config import Config
+from scheduler_api.httphandler import DeadlineReader, Handler, render_answer
+from scheduler_api.state import State
+
+from conftest import FakeClock, ts
+
+T0 = ts("2026-11-30T12:00:00Z")
+
+
+@pytest.fixture
+def pair():
+    """A connected socket pair: ``(server side, client side)``."""
+    server_side, client_side = socket.socketpair()
+    yield server_side, client_side
+    server_side.close()
+    client_side.close()
+
+
+def test_head_deadline_is_total_not_per_read(pair):
+    server_side, client_side = pair
+    clock = FakeClock(T0)
+    reader = DeadlineReader(server_side, clock)
+    reader.arm(2.0)  # SCHEDULER_HTTP_TIMEOUT=2s
+    buffer = bytearray(16)
+    for _ in range(3):  # a byte every 0.6 s: each read is quick, the total is not
+        client_side.sendall(b"G")
+        assert reader.readinto(buffer) == 1
+        clock.advance(0.6)
+    client_side.sendall(b"E")
+    clock.advance(0.2)  # 2.0 s since arm: the deadline, although a byte is waiting
+    with pytest.raises(TimeoutError):
+        reader.readinto(buffer)
+    assert reader.tell() == 3
+    reader.arm(2.0)  # a new request gets a new budget
+    assert reader.readinto(buffer) == 1 and reader.tell() == 4
+
+
+def test_reader_waits_for_data_only_until_the_time_left(pair):
+    server_side, _ = pair
+    clock = FakeClock(T0)
+    reader = DeadlineReader(server_side, clock)
+    reader.arm(0.05)
+    with pytest.raises(TimeoutError):  # nothing arrives: the socket wait itself ends at the deadline
+        reader.readinto(bytearray(16))
+
+
+def test_unarmed_reader_refuses_to_read(pair):
+    server_side, client_side = pair
+    client_side.sendall(b"GET")
+    with pytest.raises(TimeoutError):
+        DeadlineReader(server_side, FakeClock(T0)).readinto(bytearray(16))
+
+
+def test_render_answer_204_has_no_body_nor_content_length():
+    answer = render_answer(204, {}, {"Allow": "GET, HEAD"}, close=False)
+    assert answer == b"HTTP/1.1 204 No Content\r\nServer: scheduler_api\r\nAllow: GET, HEAD\r\n\r\n"
+
+
+def test_render_answer_sends_json_with_its_length_and_head_without_body():
+    body = {"success": False, "message": "x", "timestamp": T0}
+    full = render_answer(503, body, {"Retry-After": "1"}, close=True)
+    head, _, payload = full.partition(b"\r\n\r\n")
+    assert json.loads(payload) == body
+    assert head.split(b"\r\n") == [b"HTTP/1.1 503 Service Unavailable", b"Server: scheduler_api",
+                                   b"Content-Type: application/json", b"Content-Length: %d" % len(payload),
+                                   b"Retry-After: 1", b"Connection: close"]
+    assert render_answer(503, body, {"Retry-After": "1"}, close=True, with_body=False) == head + b"\r\n\r\n"
+
+
+class Connection:
+    """A socket stand-in that records what is written."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def settimeout(self, timeout_s: float | None) -> None:
+        pass
+
+    def gettimeout(self) -> float | None:
+        return None
+
+    def sendall(self, data: bytes) -> None:
+        self.writes.append(data)
+
+
+class Host:
+    """The least a handler needs from its server (see ``HandlerHost``)."""
+
+    app = App(Config(), State(), None, None, SystemClock(), lambda: True)
+    http_timeout_s = 10.0
+    clock = SystemClock()
+    stopping = False
+
+    def __init__(self) -> None:
+        self.admission = threading.Lock()
+
+    def request_started(self) -> None:
+        pass
+
+    def request_finished(self) -> None:
+        pass
+
+
+def handle(data: bytes) -> tuple[Handler, Connection]:
+    """Run one ``handle_one_request`` over ``data``; :returns: the handler and what it wrote."""
+    handler = Handler.__new__(Handler)
+    connection = Connection()
+    handler.server, handler.connection, handler.client_address = Host(), connection, ("127.0.0.1", 1)
+    handler._reader = DeadlineReader(connection, handler.server.clock)  # armed, never read: rfile is in memory
+    handler.rfile = io.BufferedReader(io.BytesIO(data))
+    handler.handle_one_request()
+    return handler, connection
+
+
+def test_headers_and_body_in_one_write():
+    _, connection = handle(b"GET /history?limit=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert len(connection.writes) == 1
+    head, _, body = connection.writes[0].partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK") and json.loads(body) == {"records": [], "count": 0}
+
+
+def test_body_announced_on_a_get_is_discarded_and_the_connection_kept():
+    handler, connection = handle(b"GET /history HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET")
+    assert connection.writes[0].startswith(b"HTTP/1.1 200 OK")
+    assert handler.close_connection is False
+    assert handler.rfile.read() == b"GET"  # the next request starts right after the body
+
+
+def test_body_ended_before_its_length_is_400():
+    handler, connection = handle(b"GET /history HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc")
+    assert b"body shorter than Content-Length (3 of 10 bytes)" in connection.writes[0]
+    assert connection.writes[0].startswith(b"HTTP/1.1 400 ") and handler.close_connection is True
