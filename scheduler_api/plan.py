@@ -27,6 +27,8 @@ DEFAULT_LIMIT = 100
 #: How many due times of each kind the text plan shows.
 PER_KIND = 10
 #: One row of the text plan's phase table: span, mode, round, session, then an interval per kind.
+#: The last instant ``--at`` accepts: 2100-12-31T23:59:59Z, UTC unix seconds.
+_LAST_INSTANT_TS = 4133980799
 _PHASE_ROW = "{:<44}  {:<17} {:<5} {:<17}  {:<7} {:<6} {:<7} {:<9}"
 
 
@@ -96,17 +98,21 @@ def iso(ts: float | None) -> str:
 
 
 def parse_instant(text: str) -> int:
-    """Read ``--at``: ISO 8601 with ``Z`` or an offset, or UTC unix seconds.
+    """Read ``--at``: ISO 8601 with ``Z`` or an offset, or UTC unix seconds, from 1970 to 2100.
 
     :returns: UTC unix seconds.
-    :raises ValueError: when it is neither, or has no time zone.
+    :raises ValueError: when it is neither, has no time zone, or lies outside 1970-2100.
     """
     if text.isascii() and text.isdigit():
-        return int(text)
-    when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if when.tzinfo is None:
-        raise ValueError("give a time zone, e.g. 2026-12-06T13:30:00Z")
-    return int(when.timestamp())
+        at_ts = int(text) if len(text) <= 12 else _LAST_INSTANT_TS + 1
+    else:
+        when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if when.tzinfo is None:
+            raise ValueError("give a time zone, e.g. 2026-12-06T13:30:00Z")
+        at_ts = int(when.timestamp())
+    if not 0 <= at_ts <= _LAST_INSTANT_TS:
+        raise ValueError("give an instant from 1970 to 2100")
+    return at_ts
 
 
 def _only(config: Config, kind: str | None) -> Config:

@@ -210,3 +210,17 @@ def test_plan_after_abu_dhabi_race_results_settle_every_10m_until_6h_after_expec
     # race 13:00, expected end 16:00; live tail until 16:30; settles until 16:00 + 6 h
     assert settle["to"] == ts("2026-12-06T22:00:00Z")
     assert settle["current_intervals"]["results"] == "10m" and settle["round"] == 23
+
+
+@pytest.mark.parametrize("at", ["99999999999999", "4133980800", "2101-01-01T00:00:00Z", "1969-12-31T23:59:59Z",
+                                "9" * 5000])
+def test_plan_instant_outside_1970_to_2100_exits_2_with_one_line(at, capsys):
+    assert main(["plan", "--at", at]) == 2
+    assert "from 1970 to 2100" in capsys.readouterr().err
+
+
+def test_plan_instant_at_the_edges_is_read():
+    from scheduler_api.plan import parse_instant
+
+    assert parse_instant("0") == 0
+    assert parse_instant("2100-12-31T23:59:59Z") == 4133980799
