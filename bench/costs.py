@@ -43,6 +43,7 @@ from scheduler_api.calendar_parse import parse_calendar  # noqa: E402
 from scheduler_api.config import Config  # noqa: E402
 from scheduler_api.fetcher import Outcome  # noqa: E402
 from scheduler_api.health import FetcherHealth  # noqa: E402
+from scheduler_api.plan import SimClock  # noqa: E402
 from scheduler_api.race_calendar import Calendar, Windows, mode_at, weekend_window  # noqa: E402
 from scheduler_api.scheduler import Scheduler  # noqa: E402
 from scheduler_api.state import Persisted, State, SyncRecord  # noqa: E402
@@ -53,19 +54,6 @@ HISTORIES = (50, 500)
 WEEK_S = 7 * 86400
 PLAN_RACE_WEEKEND = "2026-12-05T12:00:00Z"  # Abu Dhabi 2026, before qualifying
 PLAN_OFF_SEASON = "2026-11-30T12:00:00Z"
-
-
-class SimClock:
-    """Monotonic time equals wall time; moves only when told."""
-
-    def __init__(self, now_ts: float) -> None:
-        self.now = now_ts
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def now_ts(self) -> float:
-        return self.now
 
 
 class InstantClient:

@@ -32,8 +32,8 @@ _LAST_INSTANT_TS = 4133980799
 _PHASE_ROW = "{:<44}  {:<17} {:<5} {:<17}  {:<7} {:<6} {:<7} {:<9}"
 
 
-class _SimClock:
-    """A clock that stands still until told; monotonic time equals wall time here."""
+class SimClock:
+    """A clock that stands still until told (``now``, seconds); monotonic time equals UTC wall time here."""
 
     def __init__(self, now_ts: float) -> None:
         self.now = now_ts
@@ -56,7 +56,7 @@ class _Due(NamedTuple):
 class _RecordingClient:
     """A :class:`SyncClient` standing in for FetcherClient: records each sync at its due time and succeeds."""
 
-    def __init__(self, clock: _SimClock) -> None:
+    def __init__(self, clock: SimClock) -> None:
         self.clock = clock
         self.dues: list[_Due] = []
 
@@ -145,7 +145,7 @@ def _simulate(config: Config, kind: str | None, body: Any | None, at_ts: int, en
     :param kind: the kind to simulate, or None for none (the mode boundaries only).
     :param keep: how many due times to record exactly before skipping ahead.
     """
-    clock = _SimClock(float(at_ts))
+    clock = SimClock(float(at_ts))
     state = State()
     if body is not None:
         state.set_calendar(CalendarRecord(body, "plan", at_ts))

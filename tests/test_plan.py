@@ -58,9 +58,9 @@ ABU_DHABI_SATURDAY = "2026-12-05T12:00:00Z"  # race weekend of round 23, before 
 
 def _full_simulation(config, body, at_ts, hours):
     """The reference: one scheduler with every kind, ticked at every due time of the window, nothing skipped."""
-    from scheduler_api.plan import _RecordingClient, _SimClock
+    from scheduler_api.plan import _RecordingClient, SimClock
 
-    clock = _SimClock(float(at_ts))
+    clock = SimClock(float(at_ts))
     state = State()
     state.set_calendar(CalendarRecord(body, "test", at_ts))
     client = _RecordingClient(clock)
