@@ -17,15 +17,21 @@ if "requests" not in sys.modules:
     warnings.filterwarnings("ignore", message="Unable to find acceptable character detection dependency")
 
 import argparse  # noqa: E402 - after the detector is set aside
+import contextlib
+import dataclasses
 import json
 import logging
 import os
+import shutil
+import stat
+import tempfile
 from importlib import resources
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence, TextIO
 
+from . import activation, client
 from . import config as config_mod
 from .clock import SystemClock
-from .config import Config, ConfigError
+from .config import Config, ConfigError, non_default_settings
 from .daemon import StartError, build_daemon, is_loopback, setup_process
 from .journal import under_journal
 from .plan import DEFAULT_HOURS, DEFAULT_LIMIT, build_plan, parse_instant, render_json, render_text
@@ -36,6 +42,49 @@ logger = logging.getLogger("scheduler_api")
 
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
+EXIT_INTERRUPTED = 130  # as a shell reports a command ended by Ctrl-C
+CLIENT_COMMANDS = ("status", "trigger", "history")
+
+
+class PipeSafe:
+    """A text stream whose reader may go away: ``scheduler-api plan --json | head -c 100``.
+
+    The first write that finds the pipe closed points the process's standard
+    output at ``/dev/null`` (so the interpreter's own flush at exit stays
+    quiet too) and every later write is dropped: the command still ends with
+    its own exit status, and no ``BrokenPipeError`` traceback is printed.
+    Main thread only.
+
+    :param stream: the stream to write to, normally ``sys.stdout``.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        """Write and flush ``text``; after a broken pipe, do nothing. :returns: ``len(text)``."""
+        if not self.broken:
+            try:
+                self._stream.write(text)
+                self._stream.flush()
+            except BrokenPipeError:
+                self.broken = True
+                _silence(self._stream)
+        return len(text)
+
+    def flush(self) -> None:
+        """Writes flush themselves; here for the stream protocol."""
+
+
+def _silence(stream: TextIO) -> None:
+    """Point ``stream``'s descriptor at ``/dev/null``, so the data still buffered in it goes nowhere quietly."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", help="port to listen on (overrides SCHEDULER_PORT)")
     parser.add_argument("--demo", action="store_true",
                         help="run against a built-in stand-in for fetcher_service serving the bundled 2026 calendar")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command")
     plan = sub.add_parser("plan", help="print the mode, intervals and next due times at an instant; calls nothing")
     plan.add_argument("--at", help="instant, e.g. 2026-12-06T12:30:00Z (default: now)")
@@ -59,41 +109,57 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--limit", type=int, default=DEFAULT_LIMIT,
                       help=f"with --json, list the first N next syncs (default {DEFAULT_LIMIT}; all are counted)")
     plan.add_argument("--env-file", dest="plan_env_file", metavar="PATH", help="read variables from this .env file")
+    client.add_commands(sub)
     return parser
 
 
 def load_config(args: argparse.Namespace, env_file: str | None) -> Config:
-    """Load the configuration, applying ``--host`` and ``--port``.
+    """Load the configuration, applying ``--host`` and ``--port`` (their source shows as the option).
 
     :raises ConfigError: on any invalid value.
     """
     environ = dict(os.environ)
-    if args.host is not None:
-        environ["SCHEDULER_HOST"] = args.host
-    if args.port is not None:
-        environ["SCHEDULER_PORT"] = args.port
-    return config_mod.load(environ, env_file)
+    overridden = {}
+    for option, name in (("host", "SCHEDULER_HOST"), ("port", "SCHEDULER_PORT")):
+        if getattr(args, option, None) is not None:
+            environ[name] = getattr(args, option)
+            overridden[name] = f"--{option}"
+    config = config_mod.load(environ, env_file)
+    return dataclasses.replace(config, sources={**config.sources, **overridden}) if overridden else config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``scheduler-api``.
 
-    :returns: the exit status: 0, 1 (cannot start: port or state file in
-        use) or 2 (bad configuration, one line on stderr).
+    :returns: the exit status: 0; 1 (the daemon cannot start: port or state
+        file in use; or a triggered sync failed); 2 (bad configuration or
+        usage, one line on stderr); 3 (``status``, ``trigger``, ``history``:
+        no daemon answering); 130 after Ctrl-C in a client command.
     """
     args = build_parser().parse_args(argv)
+    if args.version:
+        from . import __version__  # noqa: PLC0415 - looked up only when asked for
+
+        PipeSafe(sys.stdout).write(f"scheduler-api {__version__}\n")
+        return 0
+    env_file = getattr(args, "plan_env_file", None) or getattr(args, "client_env_file", None) or args.env_file
     try:
-        config = load_config(args, getattr(args, "plan_env_file", None) or args.env_file)
+        config = load_config(args, env_file)
     except ConfigError as exc:
         priority = "<3>" if under_journal(os.environ) else ""  # logging is not set up yet
         print(f"{priority}scheduler-api: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "plan":
-        return run_plan(args, config)
+        return run_plan(args, config, PipeSafe(sys.stdout))
+    if args.command in CLIENT_COMMANDS:
+        try:
+            return client.run(args, config, out=PipeSafe(sys.stdout))  # type: ignore[arg-type]
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED
     return run_daemon(config, demo=args.demo)
 
 
-def run_plan(args: argparse.Namespace, config: Config) -> int:
+def run_plan(args: argparse.Namespace, config: Config, out: TextIO | PipeSafe) -> int:
     """``scheduler-api plan``: print the plan; exit 2 on a bad argument or unreadable calendar."""
     try:
         at_ts = parse_instant(args.at) if args.at else int(SystemClock().now_ts())
@@ -112,7 +178,7 @@ def run_plan(args: argparse.Namespace, config: Config) -> int:
     except (OSError, ValueError) as exc:
         print(f"scheduler-api: calendar: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    print(render_json(plan) if args.json else render_text(plan))
+    out.write((render_json(plan) if args.json else render_text(plan)) + "\n")
     return 0
 
 
@@ -126,8 +192,10 @@ def _plan_calendar(name: str | None, config: Config) -> Any:
                 return json.loads(bundled.read_text("utf-8"))
         with open(path, "rb") as handle:
             return json.loads(handle.read().decode("utf-8-sig"))
-    try:
-        with open(config.state_file, "rb") as handle:
+    try:  # read only, never moved aside; opened without blocking, so a FIFO there cannot hang plan
+        with os.fdopen(os.open(config.state_file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                return None
             calendar = json.loads(handle.read()).get("calendar")
         return calendar["body"] if calendar else None
     except (OSError, ValueError, AttributeError, KeyError, TypeError):
@@ -137,26 +205,73 @@ def _plan_calendar(name: str | None, config: Config) -> Any:
 def run_daemon(config: Config, demo: bool = False) -> int:
     """Run the daemon until SIGTERM or SIGINT, then shut down (see README, Failure behaviour).
 
-    :returns: 0 after a clean shutdown, 1 when it cannot start (state file
-        or port in use; logged at error).
+    Logs one ``start`` line first: the version and every setting that
+    differs from its default, with where it came from, secrets masked. When
+    systemd passes a listening socket (socket activation), the daemon serves
+    on it instead of binding, and the ``LISTEN_*`` variables are dropped
+    from the environment so no child process takes the socket for its own.
+
+    :returns: 0 after a clean shutdown; 1 when it cannot start (state file
+        or port in use); 2 when a restart cannot help (the state file is not
+        a regular file or its directory cannot be written, or the socket
+        systemd passed is not one to serve on); each logged at error.
     """
     setup_process(config, os.environ)
+    from . import __version__  # noqa: PLC0415 - the metadata lookup is for the daemon only
+
+    changed = ", ".join(f"{name}={value} ({source})" for name, value, source in non_default_settings(config))
+    logger.info("start version=%s non_default: %s", __version__, changed or "none")
     try:
-        daemon = build_daemon(config, demo=demo)
+        listen_socket = activation.passed_socket(os.environ)
+    except activation.ActivationError as exc:
+        logger.error("scheduler-api: socket activation: %s", exc)
+        return EXIT_CONFIG
+    finally:
+        activation.forget(os.environ)
+    if listen_socket is not None:
+        host, port = listen_socket.getsockname()[:2]
+        logger.info("socket activation: serving on the socket systemd passed address=%s port=%s", host, port)
+    with _demo_state_dir(config, demo) as config:
+        return _serve(config, demo, listen_socket)
+
+
+@contextlib.contextmanager
+def _demo_state_dir(config: Config, demo: bool) -> Iterator[Config]:
+    """For ``--demo`` without a ``STATE_FILE`` setting: state in a temporary directory, removed at exit.
+
+    Every demo run then shows the start-up syncs, and leaves nothing behind.
+    """
+    if not demo or "STATE_FILE" in config.sources:
+        yield config
+        return
+    directory = tempfile.mkdtemp(prefix="scheduler_api_demo_")
+    try:
+        yield dataclasses.replace(config, state_file=os.path.join(directory, "state.json"))
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _serve(config: Config, demo: bool, listen_socket: Any) -> int:
+    """Build, start, wait for a signal and shut down; :returns: the exit status."""
+    try:
+        daemon = build_daemon(config, demo=demo, listen_socket=listen_socket)
     except StartError as exc:
         logger.error("scheduler-api: %s", exc)  # an error, so journalctl -p warning shows it
-        return EXIT_FAILURE
+        return exc.exit_status
     daemon.start()
     daemon.wait_for_signal()
     abandoned = daemon.shutdown(config.shutdown_grace_s)
-    logging.shutdown()
     if abandoned:
         # A sync still running after the grace period holds a worker thread, and workers are not
         # daemonic (they get the grace period to finish): the interpreter would join it at exit and
-        # wait for as long as fetcher_service hangs. State is saved and the log flushed: leave now.
+        # wait for as long as fetcher_service hangs. State is saved: flush the log and leave now.
+        logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
+        if demo and "STATE_FILE" not in config.sources:
+            shutil.rmtree(os.path.dirname(config.state_file), ignore_errors=True)
         os._exit(0)
+    logging.shutdown()
     return 0
 
 

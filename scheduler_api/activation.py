@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Mapping
+from typing import Mapping, MutableMapping
 
 SD_LISTEN_FDS_START = 3
 
@@ -49,3 +49,16 @@ def passed_socket(environ: Mapping[str, str], pid: int | None = None) -> socket.
         raise ActivationError(f"descriptor {SD_LISTEN_FDS_START} from systemd is not a listening stream socket")
     sock.setblocking(True)
     return sock
+
+
+LISTEN_VARIABLES = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
+
+
+def forget(environ: MutableMapping[str, str]) -> None:
+    """Drop ``LISTEN_PID``, ``LISTEN_FDS`` and ``LISTEN_FDNAMES`` (as ``sd_listen_fds(1)`` does).
+
+    Call it once the socket is taken (or found absent), so no process started
+    later with this environment takes the socket for its own.
+    """
+    for name in LISTEN_VARIABLES:
+        environ.pop(name, None)

@@ -13,7 +13,8 @@ from typing import Any
 
 from dotenv import dotenv_values
 
-from .durations import DurationError, parse_duration
+from .durations import DurationError, format_duration, parse_duration
+from .redact import MASK, redact_url
 
 __all__ = [
     "KINDS",
@@ -504,3 +505,39 @@ def load(environ: Mapping[str, str], env_file: str | None = None) -> Config:
     fields["fetch_paths"] = MappingProxyType(fetch_paths)
     fields["sources"] = sources
     return Config(**fields)
+
+
+def non_default_settings(config: Config) -> list[tuple[str, str, str]]:
+    """The settings of ``config`` that differ from their defaults, as the start-up log line shows them.
+
+    Secrets are masked: the token is shown as ``***``, URLs and fetch paths
+    through :func:`scheduler_api.redact.redact_url` (no user, password or
+    secret query value). Durations are shown in their shortest form.
+
+    :returns: ``(variable, shown value, source)`` in the order of the README's
+        table; ``source`` is ``env``, the .env file's path, what else set it
+        (``--host``, ``STATE_DIRECTORY``), or ``?`` when the value was built
+        in code (tests, ``--demo``).
+    """
+    default = Config()
+    shown: list[tuple[str, str, str]] = []
+    for name, field_name, _parser in _SCALAR_VARIABLES:
+        value = getattr(config, field_name)
+        if value == getattr(default, field_name):
+            continue
+        if name == _TOKEN_VARIABLE:
+            text = MASK
+        elif field_name.endswith("_s") and isinstance(value, float):
+            text = format_duration(value)
+        elif field_name in ("fetcher_url", "calendar_url"):
+            text = redact_url(value)
+        else:
+            text = str(value)
+        source = config.sources.get(name)
+        if source is None and name == "STATE_FILE" and "STATE_DIRECTORY" in config.sources:
+            source = f"STATE_DIRECTORY, {config.sources['STATE_DIRECTORY']}"
+        shown.append((name, text, source or "?"))
+    for kind, name in _FETCH_PATH_VARIABLES:
+        if config.fetch_paths.get(kind) != DEFAULT_FETCH_PATHS[kind]:
+            shown.append((name, redact_url(config.fetch_paths[kind]), config.sources.get(name, "?")))
+    return shown

@@ -18,19 +18,20 @@ import logging
 import os
 import random
 import signal
+import socket
 import sys
-import tempfile
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .api import App
+from .calendar_overrides import load_overrides
 from .calendar_source import CalendarSource
 from .clock import Clock, SystemClock
 from .config import Config
 from .fetcher import FetcherClient, make_session
 from .health import FetcherHealth
 from .journal import Notifier, setup_logging, watchdog_interval_s
-from .persist import Persister, StateFile, StateLockedError
+from .persist import Persister, StateFile, StateFileError, StateLockedError
 from .plan import iso
 from .scheduler import Scheduler
 from .server import ApiServer
@@ -56,7 +57,16 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class StartError(Exception):
-    """The daemon cannot start: its state file is owned by another process, or its port is taken."""
+    """The daemon cannot start: its state file is owned by another process or unusable, or its port is taken.
+
+    :ivar exit_status: 1 when a restart may help (the file or the port is
+        in use), 2 when it cannot (the state file is not a regular file, or
+        its directory cannot be written): systemd does not restart on 2.
+    """
+
+    def __init__(self, message: str, exit_status: int = 1) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
 
 
 def is_loopback(host: str) -> bool:
@@ -341,7 +351,8 @@ class Daemon:
         return abandoned
 
 
-def build_daemon(config: Config, *, demo: bool = False, environ: Mapping[str, str] | None = None) -> Daemon:
+def build_daemon(config: Config, *, demo: bool = False, environ: Mapping[str, str] | None = None,
+                 listen_socket: socket.socket | None = None) -> Daemon:
     """Build the real parts and wire them; nothing runs until :meth:`Daemon.start`.
 
     Locks and loads the state file and binds the port, so both errors show
@@ -349,33 +360,39 @@ def build_daemon(config: Config, *, demo: bool = False, environ: Mapping[str, st
 
     :param config: the configuration.
     :param demo: run against a built-in stand-in for fetcher_service serving
-        the bundled 2026 calendar (state in a temporary directory unless
-        ``STATE_FILE`` is set).
-    :param environ: the process environment (``NOTIFY_SOCKET``, ``WATCHDOG_USEC``,
-        ``STATE_FILE``); None for ``os.environ``.
+        the bundled 2026 calendar (the state file is ``config.state_file``:
+        the command line points it at a temporary directory).
+    :param environ: the process environment (``NOTIFY_SOCKET``, ``WATCHDOG_USEC``);
+        None for ``os.environ``.
+    :param listen_socket: a listening socket to serve on instead of binding
+        ``SCHEDULER_HOST``/``SCHEDULER_PORT`` (socket activation), or None.
     :raises StartError: when the state file is in use or cannot be locked, or the port cannot be bound.
     """
     environ = os.environ if environ is None else environ
     standin = None
     if demo:
-        config, standin = _demo(config, environ)
+        config, standin = _demo(config)
     try:
-        return _build(config, environ, standin)
+        return _build(config, environ, standin, listen_socket)
     except StartError:
         if standin is not None:
             standin.stop()
         raise
 
 
-def _build(config: Config, environ: Mapping[str, str], standin: FetcherStandIn | None) -> Daemon:
+def _build(config: Config, environ: Mapping[str, str], standin: FetcherStandIn | None,
+           listen_socket: socket.socket | None) -> Daemon:
     """:func:`build_daemon` once the configuration is final."""
     clock = SystemClock()
     state_file = StateFile(config.state_file, clock)
     try:
         state_file.lock()
+        state = State(state_file.load())
+    except StateFileError as exc:
+        state_file.unlock()
+        raise StartError(str(exc), exit_status=2) from exc
     except (StateLockedError, OSError) as exc:
         raise StartError(str(exc)) from exc
-    state = State(state_file.load())
 
     def client_factory() -> FetcherClient:
         return FetcherClient(config.fetcher_url, config.fetch_paths, config.fetcher_connect_timeout_s,
@@ -395,13 +412,14 @@ def _build(config: Config, environ: Mapping[str, str], standin: FetcherStandIn |
     health = FetcherHealth(clock, config.fetcher_health_ttl_s, config.fetcher_health_path, pool.submit)
     scheduler = Scheduler(
         config, state, clock, pool, client_factory, random.SystemRandom(),
-        calendar_source=CalendarSource(config.calendar_url, config.calendar_file), health=health,
-        wake=ticker.wake, dispatch_lead_s=DISPATCH_LEAD_S,
+        calendar_source=CalendarSource(config.calendar_url, config.calendar_file, timeout_s=config.calendar_timeout_s,
+                                       overrides=load_overrides(config.calendar_overrides)),
+        health=health, wake=ticker.wake, dispatch_lead_s=DISPATCH_LEAD_S,
     )
     ticker_thread = threading.Thread(target=ticker.run, args=(scheduler.tick,), name="ticker", daemon=True)
     app = App(config, state, scheduler, health, clock, ticker_thread.is_alive)
     try:
-        server = ApiServer((config.host, config.port), app, config.http_timeout_s)
+        server = ApiServer((config.host, config.port), app, config.http_timeout_s, sock=listen_socket)
     except OSError as exc:
         state_file.unlock()
         raise StartError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from exc
@@ -415,17 +433,13 @@ def _build(config: Config, environ: Mapping[str, str], standin: FetcherStandIn |
     )
 
 
-def _demo(config: Config, environ: Mapping[str, str]) -> tuple[Config, FetcherStandIn]:
+def _demo(config: Config) -> tuple[Config, FetcherStandIn]:
     """Start the demo's stand-in fetcher and point the configuration at it."""
     from .standin import FetcherStandIn  # only the demo needs it: the daemon stays smaller without
 
     standin = FetcherStandIn().start()
-    state_file = config.state_file
-    if not environ.get("STATE_FILE"):
-        state_file = os.path.join(tempfile.mkdtemp(prefix="scheduler_api_demo_"), "state.json")
     config = dataclasses.replace(
-        config, fetcher_url=standin.url, calendar_url=standin.url + "/calendar/{season}.json",
-        calendar_file=None, state_file=state_file,
+        config, fetcher_url=standin.url, calendar_url=standin.url + "/calendar/{season}.json", calendar_file=None,
     )
     logger.info("demo fetcher stand-in url=%s serving the bundled 2026 calendar", standin.url)
     return config, standin

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import email.utils
-import json
 import logging
 import string
 import urllib.parse
@@ -12,11 +10,25 @@ from typing import Callable, Mapping, Protocol
 
 import requests
 
+from . import httpcall
+from .answers import body_message, cut_reason, decode_json, parse_retry_after
 from .clock import Clock
+from .config import OFF
+from .redact import redact_url
 
 logger = logging.getLogger(__name__)
 
-REASON_MAX_CHARS = 200  # a failure reason is one line of at most this many characters
+#: At most this much of a fetcher answer is read, bytes (1 MiB): enough to judge it.
+MAX_ANSWER_BYTES = 1 << 20
+#: The health probe's whole-call deadline, seconds (shorter still when ``FETCHER_TIMEOUT`` is).
+PROBE_DEADLINE_S = 5.0
+PROBE_MAX_BYTES = 64 * 1024
+
+#: Failure classes (:attr:`Outcome.failure`).
+TRANSIENT, PERMANENT, TIMEOUT = "transient", "permanent", "timeout"
+FAILURE_CLASSES = (TRANSIENT, PERMANENT, TIMEOUT)
+#: 4xx statuses that say "try again later" rather than "this call is wrong".
+TRANSIENT_4XX = frozenset({408, 425, 429})
 
 
 @dataclass(frozen=True)
@@ -44,15 +56,58 @@ class SyncKey:
         return text
 
 
+def failure_class(http_status: int | None) -> str:
+    """The failure class of a failed call, from its HTTP status (see README, Failure behaviour).
+
+    - ``transient``: worth retrying soon: no HTTP answer at all (refused,
+      reset, closed, host not found), any 5xx but 501, 408, 425, 429, and a
+      2xx that failed (``success: false``);
+    - ``permanent``: the call itself is wrong and repeating it gets the same
+      answer: any other 4xx, 501 (not implemented), and a 3xx (redirects
+      are not followed, so the same redirect comes back);
+    - ``timeout`` is never derived from a status: only a call whose deadline
+      passed after the request went out has it (see :class:`Outcome`).
+
+    A status outside 100–599 counts as transient.
+
+    :param http_status: the answer's status, or None when there was no answer.
+    :returns: ``transient`` or ``permanent``.
+    """
+    if http_status == 501:
+        return PERMANENT
+    if http_status is None or http_status in TRANSIENT_4XX:
+        return TRANSIENT
+    if 300 <= http_status < 500:
+        return PERMANENT
+    return TRANSIENT
+
+
 @dataclass(frozen=True)
 class Outcome:
     """The result of one sync attempt.
 
-    :ivar outcome: ``ok``, ``failed`` or ``timeout``, as logged (``outcome=``) and kept in the history.
+    The retry rules read :attr:`failure` (never :attr:`outcome`): a
+    ``transient`` failure may be retried with backoff, a ``permanent`` one
+    is not retried within its slot (repeating it gets the same answer), nor
+    is a ``timeout`` (fetcher_service may still be working on the call, and
+    a retry would pile a second one on it).
+
+    :ivar outcome: ``ok``, ``failed`` or ``timeout``, as logged (``outcome=``) and kept in
+        the history; ``timeout`` for any call cut off by its deadline, sent or not.
     :ivar http_status: fetcher_service's HTTP status, or None when it sent no answer.
-    :ivar error: why it failed, one line of at most 200 characters, or None.
+    :ivar error: why it failed, one line of at most 303 characters (see :func:`cut_reason`), or None.
     :ivar duration_ms: wall duration of the call, milliseconds.
     :ivar retry_after_s: the ``Retry-After`` of a 429/503 answer, seconds, or None.
+    :ivar failure: None when ok, else ``transient``, ``permanent`` or ``timeout``
+        (see :func:`failure_class`; ``timeout`` only when the deadline passed after
+        the request was sent: a call that never got through is ``transient`` even
+        when its outcome is ``timeout``). Left out, it is derived from
+        ``outcome`` and ``http_status``.
+    :ivar fetcher_called: True once the request reached fetcher_service (a
+        connection was made and the request sent), timeouts included, so a
+        timed-out trigger answers 504 with ``fetcher_called: true``; False when
+        it was never reached. Left out, it is ``http_status is not None``.
+    :raises ValueError: an ok outcome with a failure class, or an unknown class.
     """
 
     outcome: str
@@ -60,6 +115,21 @@ class Outcome:
     error: str | None
     duration_ms: int
     retry_after_s: float | None = None
+    failure: str | None = None
+    fetcher_called: bool = None  # type: ignore[assignment]  # None: derived in __post_init__
+
+    def __post_init__(self) -> None:
+        if self.fetcher_called is None:
+            object.__setattr__(self, "fetcher_called", self.http_status is not None)
+        if self.outcome == "ok":
+            if self.failure is not None:
+                raise ValueError(f"an ok outcome has no failure class, got {self.failure!r}")
+            return
+        if self.failure is None:
+            derived = TIMEOUT if self.outcome == "timeout" else failure_class(self.http_status)
+            object.__setattr__(self, "failure", derived)
+        elif self.failure not in FAILURE_CLASSES:
+            raise ValueError(f"failure must be one of {', '.join(FAILURE_CLASSES)}, got {self.failure!r}")
 
     @property
     def ok(self) -> bool:
@@ -67,9 +137,9 @@ class Outcome:
         return self.outcome == "ok"
 
     @property
-    def fetcher_called(self) -> bool:
+    def answered(self) -> bool:
         """:returns: True when fetcher_service sent an HTTP answer, whatever its status
-        (what ``/health`` counts as connected)."""
+        (what ``/health`` counts as connected; a timed-out call was reached but not answered)."""
         return self.http_status is not None
 
 
@@ -79,73 +149,12 @@ def make_session() -> requests.Session:
     Proxies and ``.netrc`` from the environment are ignored (``trust_env``
     off): fetcher_service is a sibling service, usually on loopback, so
     calls to it never go through an ``HTTP_PROXY`` set in the environment.
+    Its calls can be bounded by a whole-call deadline (see
+    :func:`scheduler_api.httpcall.exchange`).
 
     :returns: a new :class:`requests.Session`, not shared between threads.
     """
-    session = requests.Session()
-    session.trust_env = False
-    return session
-
-
-def _cut(text: str) -> str:
-    """:returns: ``text`` on one line, cut to :data:`REASON_MAX_CHARS`."""
-    one_line = " ".join(str(text).split())
-    if len(one_line) > REASON_MAX_CHARS:
-        return one_line[: REASON_MAX_CHARS - 1] + "…"
-    return one_line
-
-
-def body_message(body: object) -> str | None:
-    """The human reason in an error body: ``message``, ``detail`` or ``error``.
-
-    FastAPI sends ``detail`` as a string for 400/404/405/500 and as a list of
-    validation objects (``{"loc", "msg", "type"}``) for 422, rendered as
-    ``query.season: Field required``.
-
-    :param body: the decoded JSON body.
-    :returns: the reason as text, or None when there is none.
-    """
-    if not isinstance(body, dict):
-        return None
-    for field in ("message", "detail", "error"):
-        value = body.get(field)
-        if value is None or value == "":
-            continue
-        if isinstance(value, list):
-            parts = []
-            for item in value:
-                if isinstance(item, dict) and "msg" in item:
-                    loc = item.get("loc")
-                    where = ".".join(str(p) for p in loc) if isinstance(loc, list) else ""
-                    parts.append(f"{where}: {item['msg']}" if where else str(item["msg"]))
-                else:
-                    parts.append(json.dumps(item) if not isinstance(item, str) else item)
-            return "; ".join(parts)
-        if isinstance(value, str):
-            return value
-        return json.dumps(value)
-    return None
-
-
-def parse_retry_after(value: str | None, now_ts: float) -> float | None:
-    """Parse a ``Retry-After`` header (RFC 9110 §10.2.3): delta seconds or an HTTP date.
-
-    :param value: the header value, or None.
-    :param now_ts: UTC unix seconds, float, to turn a date into a delay.
-    :returns: the delay in seconds (never negative), or None if absent or unreadable.
-    """
-    if not value:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None or when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - now_ts)
+    return httpcall.make_session(trust_env=False)
 
 
 def build_path(template: str, key: SyncKey, session_name: str | None) -> str:
@@ -203,14 +212,19 @@ class SyncClient(Protocol):
 class FetcherClient:
     """Calls fetcher_service for one worker thread; a :class:`SyncClient`.
 
+    Every call has a whole-call deadline, ``FETCHER_TIMEOUT``: connecting,
+    sending, waiting and reading the answer together, so a fetcher that
+    trickles its answer a byte at a time is cut off like one that hangs. At
+    most 1 MiB of an answer is read (see README, Failure behaviour).
+
     Not thread-safe: each worker builds its own with its own session
     (requests does not document ``Session`` as thread-safe).
 
     :param base_url: ``FETCHER_URL`` without a trailing slash.
     :param fetch_paths: kind -> path template (``FETCH_PATH_*``, see README, Configuration).
-    :param connect_timeout_s: connect timeout, seconds.
-    :param read_timeout_s: read timeout, seconds (``FETCHER_TIMEOUT``).
-    :param session: the worker's :class:`requests.Session`.
+    :param connect_timeout_s: connect timeout, seconds (cut to the deadline when that is shorter).
+    :param timeout_s: the whole-call deadline, seconds (``FETCHER_TIMEOUT``).
+    :param session: the worker's session, from :func:`make_session`.
     :param clock: for durations and ``Retry-After`` dates.
     """
 
@@ -219,25 +233,29 @@ class FetcherClient:
         base_url: str,
         fetch_paths: Mapping[str, str],
         connect_timeout_s: float,
-        read_timeout_s: float,
+        timeout_s: float,
         session: requests.Session,
         clock: Clock,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.fetch_paths = fetch_paths
-        self.timeout = (connect_timeout_s, read_timeout_s)
+        self.connect_timeout_s = connect_timeout_s
+        self.timeout_s = timeout_s
         self.session = session
         self.clock = clock
 
     def sync(
         self, key: SyncKey, session_name: str | None = None, before_send: Callable[[], None] | None = None
     ) -> Outcome:
-        """POST one sync to fetcher_service and judge the answer.
+        """POST one sync to fetcher_service and judge the answer (see :func:`judge`).
 
-        Success is a 2xx answer whose body, if it is a JSON object with a
-        boolean ``success``, has it true. Never raises for fetcher faults:
-        refused, reset, timed out, 5xx, ``success: false`` and non-JSON
-        answers all come back as a failed or timed-out :class:`Outcome`.
+        Never raises for fetcher faults: refused, reset, timed out, 5xx,
+        ``success: false`` and cut-off answers all come back as a failed or
+        timed-out :class:`Outcome` with its failure class and whether the
+        request reached fetcher_service. No reason carries a secret of
+        ``FETCHER_URL`` or of the path. A kind turned off
+        (``FETCH_PATH_<KIND>=off``) calls nothing and fails as permanent
+        (the scheduler is expected never to ask for one).
 
         :param key: what to fetch.
         :param session_name: the live session type for ``{session}``, or None.
@@ -245,91 +263,98 @@ class FetcherClient:
             it is sent (the scheduler waits there for the exact due time).
         :returns: the :class:`Outcome`.
         """
-        url = self.base_url + build_path(self.fetch_paths[key.kind], key, session_name)
+        template = self.fetch_paths[key.kind]
+        if template == OFF:
+            reason = f"{key.kind} syncs are turned off (FETCH_PATH_{key.kind.upper()}=off)"
+            return Outcome("failed", None, reason, 0, failure=PERMANENT, fetcher_called=False)
+        url = self.base_url + build_path(template, key, session_name)
         try:
             prepared = self.session.prepare_request(requests.Request("POST", url))
         except (requests.RequestException, ValueError) as exc:
-            return Outcome("failed", None, _cut(f"bad request: {type(exc).__name__}: {exc}"), 0)
+            reason = _scrubbed(f"bad request: {type(exc).__name__}: {exc}", url)
+            return Outcome("failed", None, reason, 0, failure=PERMANENT, fetcher_called=False)
+        call = "POST " + redact_url(prepared.path_url)
         if before_send is not None:
             before_send()
         started_mono = self.clock.monotonic()
-
-        def elapsed_ms() -> int:
-            return max(0, round((self.clock.monotonic() - started_mono) * 1000))
-
         try:
-            response = self.session.send(prepared, timeout=self.timeout, allow_redirects=False)
-        except requests.Timeout as exc:
-            which = "connect" if isinstance(exc, requests.ConnectTimeout) else "read"
-            limit = self.timeout[0] if which == "connect" else self.timeout[1]
-            return Outcome("timeout", None, f"no answer: {which} timeout after {limit:g}s", elapsed_ms())
-        except requests.ConnectionError as exc:
-            return Outcome("failed", None, _cut(f"no answer: {_connection_reason(exc)}"), elapsed_ms())
-        except requests.RequestException as exc:
-            return Outcome("failed", None, _cut(f"no answer: {type(exc).__name__}: {exc}"), elapsed_ms())
-        duration_ms = elapsed_ms()
-        return judge(response, duration_ms, self.clock.now_ts())
+            answer = httpcall.exchange(self.session, prepared, connect_timeout_s=self.connect_timeout_s,
+                                       deadline_s=self.timeout_s, max_bytes=MAX_ANSWER_BYTES)
+        except httpcall.CallError as exc:
+            duration_ms = max(0, round((self.clock.monotonic() - started_mono) * 1000))
+            timed_out = isinstance(exc, httpcall.CallTimeout)
+            return Outcome(
+                "timeout" if timed_out else "failed", None, _scrubbed(f"no answer: {exc.reason}", url), duration_ms,
+                failure=TIMEOUT if timed_out and exc.sent else TRANSIENT, fetcher_called=exc.sent,
+            )
+        duration_ms = max(0, round((self.clock.monotonic() - started_mono) * 1000))
+        return judge(answer, duration_ms, self.clock.now_ts(), call)
 
     def probe(self, health_path: str) -> bool:
         """GET ``{FETCHER_URL}{FETCHER_HEALTH_PATH}``, for ``/health`` when no sync spoke to it lately.
 
+        The probe's deadline is 5 s, or ``FETCHER_TIMEOUT`` when that is shorter.
+
         :returns: True when fetcher_service answered with a status below 500.
         """
         try:
-            response = self.session.get(
-                self.base_url + health_path, timeout=(self.timeout[0], min(self.timeout[1], 5.0))
-            )
-        except requests.RequestException:
+            prepared = self.session.prepare_request(requests.Request("GET", self.base_url + health_path))
+            answer = httpcall.exchange(self.session, prepared, connect_timeout_s=self.connect_timeout_s,
+                                       deadline_s=min(self.timeout_s, PROBE_DEADLINE_S), max_bytes=PROBE_MAX_BYTES)
+        except (httpcall.CallError, requests.RequestException, ValueError):
             return False
-        response.close()
-        return response.status_code < 500
+        return answer.status < 500
 
     def close(self) -> None:
         """Close the session and its pooled connections; the client is not used afterwards."""
         self.session.close()
 
 
-def judge(response: requests.Response, duration_ms: int, now_ts: float) -> Outcome:
+def judge(answer: httpcall.Answer, duration_ms: int, now_ts: float, call: str = "") -> Outcome:
     """Turn fetcher_service's HTTP answer into an :class:`Outcome`.
 
     Success is a 2xx answer whose body, if it is a JSON object with a boolean
-    ``success``, has it true; anything else fails, with a reason quoting the
-    status and the body's ``message``/``detail``/``error`` when there is one.
+    ``success``, has it true; a 2xx whose body is not JSON (or was cut at
+    1 MiB and cannot be decoded) is a success too. Anything else fails, with
+    a reason quoting the status and the body's ``message``/``detail``/``error``
+    when there is one; a 404 or 405 reason names the call
+    (``HTTP 404 POST /fetch/standings?season=2026: Not Found``), so a wrong
+    path mapping shows at once. The failure class follows the status (see
+    :func:`failure_class`).
 
-    :param response: the answer.
+    :param answer: the answer, at most 1 MiB of its body.
     :param duration_ms: how long the call took, milliseconds.
     :param now_ts: UTC unix seconds, for ``Retry-After`` dates.
-    :returns: ``ok`` or ``failed`` with a reason quoting the status and the
-        body's ``message``/``detail``/``error``.
+    :param call: method and path as sent, secrets masked (``POST /fetch/seasons``), for 404/405 reasons.
+    :returns: ``ok``, or ``failed`` with its reason, class and ``Retry-After`` (429/503).
     """
-    status = response.status_code
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
+    status = answer.status
+    body = decode_json(answer.body)
     message = body_message(body)
     if 200 <= status < 300:
         if isinstance(body, dict) and isinstance(body.get("success"), bool) and not body["success"]:
             reason = f"HTTP {status} success=false" + (f": {message}" if message else "")
-            return Outcome("failed", status, _cut(reason), duration_ms)
-        return Outcome("ok", status, None, duration_ms)
+            return Outcome("failed", status, cut_reason(reason), duration_ms, failure=TRANSIENT, fetcher_called=True)
+        return Outcome("ok", status, None, duration_ms, fetcher_called=True)
     retry_after_s = None
     if status in (429, 503):
-        retry_after_s = parse_retry_after(response.headers.get("Retry-After"), now_ts)
-    reason = f"HTTP {status}" + (f": {message}" if message else f" {response.reason or ''}".rstrip())
-    return Outcome("failed", status, _cut(reason), duration_ms, retry_after_s)
+        retry_after_s = parse_retry_after(answer.headers.get("Retry-After"), now_ts)
+    if status in (404, 405) and call:
+        reason = f"HTTP {status} {call}: {message or answer.reason or 'no reason given'}"
+    else:
+        reason = f"HTTP {status}" + (f": {message}" if message else f" {answer.reason}".rstrip())
+    if answer.truncated and message is None:
+        reason += f" (answer over {MAX_ANSWER_BYTES >> 20} MiB, not read to its end)"
+    return Outcome("failed", status, cut_reason(reason), duration_ms, retry_after_s,
+                   failure=failure_class(status), fetcher_called=True)
 
 
-def _connection_reason(exc: requests.ConnectionError) -> str:
-    """:returns: a short reason for a connection fault (refused, reset...)."""
-    text = str(exc)
-    for needle, reason in (
-        ("Connection refused", "connection refused"),
-        ("Connection reset", "connection reset"),
-        ("RemoteDisconnected", "connection closed without answer"),
-        ("Name or service not known", "host not found"),
-        ("No route to host", "no route to host"),
-    ):
-        if needle in text:
-            return reason
-    return f"connection error: {text}"
+def _scrubbed(text: str, url: str) -> str:
+    """:returns: :func:`cut_reason` of ``text``, with ``url`` and its path shown with their secrets masked
+    (an error may quote the path alone, where no URL rule can see it)."""
+    parts = urllib.parse.urlsplit(url)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    text = text.replace(url, redact_url(url))
+    if path:
+        text = text.replace(path, redact_url(path))
+    return cut_reason(text)

@@ -12,8 +12,14 @@ from .fetcher import FetcherClient
 class FetcherHealth:
     """Tracks fetcher_service connectivity for ``/health`` (see README, HTTP API).
 
-    Connected means fetcher_service sent an HTTP answer, whatever its status.
-    Every sync reports its exchange with :meth:`record`. When the last
+    Connected means fetcher_service sent an HTTP answer, whatever its status
+    (:attr:`scheduler_api.fetcher.Outcome.answered`): a fetcher answering 500
+    is connected but failing, while one that took the request and then hung
+    until the deadline, or closed the connection unanswered, is not
+    connected (even though the request reached it). Every sync reports its
+    exchange with :meth:`record`; the probe has a whole-call deadline of 5 s
+    (or ``FETCHER_TIMEOUT`` when shorter), so a hanging fetcher holds one
+    worker for at most that long. When the last
     exchange is older than ``ttl_s``, :meth:`connected` starts one background
     probe (``GET {FETCHER_URL}{FETCHER_HEALTH_PATH}``) through ``submit`` and
     answers at once from the cache: ``/health`` never waits on the fetcher,
@@ -44,7 +50,10 @@ class FetcherHealth:
         self._probing = False
 
     def record(self, answered: bool) -> None:
-        """Note one exchange with fetcher_service: did it send an HTTP answer?"""
+        """Note one exchange with fetcher_service.
+
+        :param answered: True when it sent an HTTP answer (``Outcome.answered``, not ``fetcher_called``).
+        """
         with self._lock:
             self._connected = answered
             self._checked_mono = self._clock.monotonic()

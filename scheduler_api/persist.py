@@ -1,9 +1,8 @@
-"""The state file (owner lock, load and validate, move aside, atomic write) and the persister thread.
+"""The state file (checks, owner lock, load, move aside, atomic write) and the persister thread.
 
-The file format lives here too (:func:`encode`, :func:`decode`): it is what
-makes the file safe to read back, so it belongs with the file. The in-memory
-record it holds is :class:`scheduler_api.state.State`, which knows nothing of
-the disk.
+The file's format, and the check of every field when it is read back, live
+in :mod:`scheduler_api.state_format`; the in-memory record it holds is
+:class:`scheduler_api.state.State`, which knows nothing of the disk.
 """
 
 from __future__ import annotations
@@ -13,65 +12,127 @@ import fcntl
 import json
 import logging
 import os
+import stat
 import tempfile
 import threading
-from typing import Any
 
 from .clock import Clock
-from .config import KINDS
-from .state import COUNTERS, JSON_SEPARATORS, CalendarRecord, Persisted, State, SyncRecord
+from .state import Persisted, State
+from .state_format import STATE_VERSION, StateFormatError, decode, encode
+
+__all__ = ["STATE_VERSION", "Persister", "StateFile", "StateFileError", "StateLockedError", "encode",
+           "write_atomically"]
 
 logger = logging.getLogger(__name__)
 
-STATE_VERSION = 1
+MAX_STATE_BYTES = 64 * 1024 * 1024  # 500 records and an 8 MiB calendar are far less; more is not ours
 
 
 class StateLockedError(Exception):
     """Another daemon already owns this state file; the second one must not start."""
 
 
-class StateFile:
-    """One state file on disk: its owner lock, reading it back and replacing it atomically.
+class StateFileError(Exception):
+    """The state file cannot be used at all (not a regular file, or its directory cannot be written).
 
-    Only one process may own a state file: :meth:`lock` takes an exclusive
-    ``flock`` on ``<path>.lock`` beside it. A corrupt, empty or unreadable
-    file is moved aside, never overwritten (see README, Failure behaviour).
+    A restart cannot fix it: the daemon stops with exit status 2 and this one line.
+    """
+
+
+class StateFile:
+    """One state file on disk: its checks, its owner lock, reading it back and replacing it atomically.
+
+    A symlinked path is followed once, when the object is built: the lock is
+    taken on, the file read from, and each save replaces, the file the link
+    points to (:attr:`target`), so the link stays a link and two daemons
+    given two paths to one file still see one lock. Only one process may own
+    a state file: :meth:`lock` takes an exclusive ``flock`` on
+    ``<target>.lock`` beside it. A damaged file is moved aside, never
+    overwritten (see README, Failure behaviour).
 
     Not thread-safe on its own: the daemon's main thread locks and loads it
     before other threads start, and :class:`Persister` serialises writes.
 
-    :param path: the state file, or None to keep state in memory only (every
-        method then does nothing).
+    :param path: the state file as configured (``STATE_FILE``), or None to
+        keep state in memory only (every method then does nothing).
     :param clock: UTC wall time for naming moved-aside files.
     """
 
     def __init__(self, path: str | None, clock: Clock) -> None:
         self.path = path
+        self.target = None if path is None else os.path.realpath(path)
         self._clock = clock
         self._lock_fd: int | None = None
 
     # -- ownership -------------------------------------------------------
 
     def lock(self) -> None:
-        """Take an exclusive ``flock`` on ``<path>.lock``, kept until :meth:`unlock` or exit.
+        """Check the file and its directory, then take an exclusive ``flock`` on ``<target>.lock``.
 
-        :raises StateLockedError: when another process holds it.
-        :raises OSError: when the lock file cannot be created.
+        The lock is kept until :meth:`unlock` or exit.
+
+        :raises StateFileError: when the state file exists but is not a
+            regular file (a FIFO, a device, a directory), cannot be looked
+            at, or its directory is missing or cannot be written.
+        :raises StateLockedError: when another process holds the lock.
         """
-        if self.path is None:
+        if self.target is None:
             return
-        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._check_target()
+        self._check_directory()
+        lock_path = self.target + ".lock"
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
+        except OSError as exc:
+            raise StateFileError(f"state lock file {lock_path} cannot be opened: {exc.strerror or exc}") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise StateFileError(f"state lock file {lock_path} is not a regular file")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise StateLockedError(
-                    f"state file {self.path} is in use by another scheduler_api process "
-                    f"(lock {self.path}.lock held); refusing to start"
+                    f"state file {self._shown()} is in use by another scheduler_api process "
+                    f"(lock {lock_path} held); refusing to start"
                 ) from None
-            raise
+            raise StateFileError(f"state lock file {lock_path} cannot be locked: {exc.strerror or exc}") from None
         self._lock_fd = fd
+
+    def _shown(self) -> str:
+        """:returns: the configured path, and where it leads when that is elsewhere."""
+        return self.path if self.target == os.path.abspath(str(self.path)) else f"{self.path} (-> {self.target})"
+
+    def _check_target(self) -> None:
+        """:raises StateFileError: unless the state file is absent or a regular file."""
+        try:
+            mode = os.stat(str(self.target)).st_mode
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StateFileError(f"STATE_FILE {self._shown()} cannot be read: {exc.strerror or exc}") from None
+        if not stat.S_ISREG(mode):
+            raise StateFileError(
+                f"STATE_FILE {self._shown()} is {_file_type(mode)}, not a regular file; "
+                "point STATE_FILE at a file (it is created when absent)"
+            )
+
+    def _check_directory(self) -> None:
+        """Create and remove a temporary file beside the state file, as every save will.
+
+        :raises StateFileError: naming the directory when that fails.
+        """
+        directory = os.path.dirname(str(self.target))
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".scheduler_api-probe-", dir=directory)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise StateFileError(
+                f"state directory {directory} cannot be written ({exc.strerror or exc}); "
+                "STATE_FILE must lie in a writable directory"
+            ) from None
 
     def unlock(self) -> None:
         """Release the lock taken by :meth:`lock`; does nothing if it is not held."""
@@ -82,60 +143,85 @@ class StateFile:
     # -- reading ---------------------------------------------------------
 
     def load(self) -> Persisted | None:
-        """Read the state file back.
+        """Read the state file back, every field checked (see :func:`state_format.decode`).
 
-        A corrupt, empty or unreadable file (not UTF-8 JSON, or not an object
-        with a ``last_syncs`` object) is moved aside to
-        ``<path>.corrupt-<UTC unix s>`` with a warning, and the daemon starts
-        fresh. Invalid values inside a good file are dropped one by one.
+        A damaged file (unreadable, empty, not UTF-8 JSON, larger than 64 MiB,
+        or valid JSON of the wrong shape: a field of the wrong type or out of
+        range, a calendar that is not a calendar) is moved aside to
+        ``<target>.corrupt-<UTC unix s>`` with a warning naming what is wrong,
+        and the daemon starts fresh. It never raises for the file's content.
 
         :returns: what the file holds, or None when there is no file (or it
             was moved aside).
+        :raises StateFileError: when the path is not a regular file (checked
+            again here: :meth:`lock` may not have run).
         """
-        if self.path is None:
+        if self.target is None:
             return None
         try:
-            with open(self.path, "rb") as handle:
-                raw = handle.read()
-            data = json.loads(raw.decode("utf-8"))
-            if not isinstance(data, dict) or not isinstance(data.get("last_syncs"), dict):
-                raise ValueError("not a scheduler_api state object")
+            raw = self._read()
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
             self._move_aside(f"{type(exc).__name__}: {exc}")
             return None
-        return decode(data)
+        try:
+            return decode(json.loads(raw.decode("utf-8")))
+        except (ValueError, RecursionError) as exc:  # StateFormatError, JSON and UTF-8 errors are ValueErrors
+            kind = "wrong shape" if isinstance(exc, StateFormatError) else type(exc).__name__
+            self._move_aside(f"{kind}: {exc}")
+            return None
+
+    def _read(self) -> bytes:
+        """:returns: the file's bytes; opened without blocking, so a FIFO put in its place never hangs."""
+        fd = os.open(str(self.target), os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise StateFileError(f"STATE_FILE {self._shown()} is not a regular file")
+            raw = handle.read(MAX_STATE_BYTES + 1)
+        if len(raw) > MAX_STATE_BYTES:
+            raise OSError(errno.EFBIG, f"larger than {MAX_STATE_BYTES} bytes")
+        return raw
 
     def _move_aside(self, reason: str) -> None:
-        """Rename the unreadable file out of the way; if that fails, stop saving (``path`` = None)."""
-        if self.path is None:
+        """Rename the damaged file out of the way; if that fails, stop saving (``target`` = None)."""
+        if self.target is None:
             return
-        target = f"{self.path}.corrupt-{int(self._clock.now_ts())}"
+        reason = reason if len(reason) <= 300 else reason[:297] + "..."
+        stamp = int(self._clock.now_ts())
+        aside = f"{self.target}.corrupt-{stamp}"
         suffix = 0
-        while os.path.lexists(target):  # never overwrite an earlier moved-aside file
+        while os.path.lexists(aside):  # never overwrite an earlier moved-aside file
             suffix += 1
-            target = f"{self.path}.corrupt-{int(self._clock.now_ts())}.{suffix}"
+            aside = f"{self.target}.corrupt-{stamp}.{suffix}"
         try:
-            os.replace(self.path, target)
+            os.replace(self.target, aside)
         except OSError as exc:
             logger.error(
                 "state file %s is unreadable (%s) and could not be moved aside (%s); "
-                "running without saving state", self.path, reason, exc,
+                "running without saving state", self._shown(), reason, exc,
             )
-            self.path = None
+            self.path = self.target = None
             return
-        logger.warning("state file %s unreadable (%s); moved aside to %s, starting fresh", self.path, reason, target)
+        logger.warning("state file %s cannot be used (%s); moved aside to %s, starting fresh", self._shown(), reason, aside)
 
     # -- writing ---------------------------------------------------------
 
     def write(self, payload: bytes) -> None:
-        """Replace the file with ``payload`` atomically (see :func:`write_atomically`).
+        """Replace the target file with ``payload`` atomically (see :func:`write_atomically`).
 
         :raises OSError: when a step fails; the old file is then left as it was.
         """
-        if self.path is not None:
-            write_atomically(self.path, payload)
+        if self.target is not None:
+            write_atomically(self.target, payload)
+
+
+def _file_type(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
 
 
 class Persister:
@@ -185,7 +271,7 @@ class Persister:
 
     def save(self) -> None:
         """Write the state file now if anything persisted changed since the last save."""
-        if self._file.path is None:
+        if self._file.target is None:
             return
         revision, persisted = self._state.to_persist()
         with self._lock:
@@ -203,52 +289,6 @@ class Persister:
                 return
             with self._lock:
                 self._saved_revision = max(self._saved_revision, revision)
-
-
-def encode(persisted: Persisted) -> bytes:
-    """The state file's bytes: ``json.dumps`` of the whole state with compact separators.
-
-    Records and the calendar are immutable and carry their own encoded JSON
-    (``json_text``), so a save costs a join, not a walk of 500 records and
-    the calendar. Thread-safe.
-    """
-    calendar_text = "null" if persisted.calendar is None else persisted.calendar.json_text
-    history_text = ",".join(record.json_text for record in persisted.history)
-    return (
-        f'{{"version":{STATE_VERSION},"last_syncs":{json.dumps(dict(persisted.last_syncs), separators=JSON_SEPARATORS)},'
-        f'"calendar":{calendar_text},"history":[{history_text}],'
-        f'"counters":{json.dumps(dict(persisted.counters), separators=JSON_SEPARATORS)}}}'
-    ).encode("utf-8")
-
-
-def decode(data: dict[str, Any]) -> Persisted:
-    """Take what is valid from a decoded state object, value by value.
-
-    A last sync that is not an integer becomes None; a history record that
-    does not parse is dropped with a warning; a counter that is not an
-    integer starts at 0; a calendar without a ``body`` is left out.
-
-    :param data: a JSON object with a ``last_syncs`` object.
-    """
-    last_syncs: dict[str, int | None] = {}
-    for kind in KINDS:
-        value = data["last_syncs"].get(kind)
-        last_syncs[kind] = value if isinstance(value, int) and not isinstance(value, bool) else None
-    calendar = None
-    raw_calendar = data.get("calendar")
-    if isinstance(raw_calendar, dict) and "body" in raw_calendar:
-        calendar = CalendarRecord(
-            raw_calendar["body"], str(raw_calendar.get("source", "")), int(raw_calendar.get("fetched_at") or 0)
-        )
-    history: list[SyncRecord] = []
-    for item in data.get("history") or []:
-        try:
-            history.append(SyncRecord.from_dict(item))
-        except (KeyError, TypeError, ValueError, AttributeError):
-            logger.warning("state history record dropped: not a sync record")
-    raw_counters = data.get("counters") or {}
-    counters = {name: value for name in COUNTERS if isinstance(value := raw_counters.get(name), int)}
-    return Persisted(last_syncs, calendar, tuple(history), counters)
 
 
 def write_atomically(path: str, payload: bytes) -> None:

@@ -77,10 +77,15 @@ class Round:
 
 @dataclass(frozen=True)
 class Calendar:
-    """A season's rounds sorted by ``first_start_ts``; ``season`` is None for an empty calendar."""
+    """A season's rounds sorted by ``first_start_ts``; ``season`` is None for an empty calendar.
+
+    ``overrides_in_force`` counts the ``CALENDAR_OVERRIDES`` corrections that
+    changed this calendar (0 when none did).
+    """
 
     season: int | None
     rounds: tuple[Round, ...]
+    overrides_in_force: int = 0
 
 
 def _session_order(session: Session) -> tuple[int, int]:

@@ -219,7 +219,7 @@ class Runner:
         settled = self._settle(attempt, outcome, now_mono, now_ts)
         attempt.flight.resolve(outcome)
         if self._health is not None:
-            self._health.record(outcome.fetcher_called)
+            self._health.record(outcome.answered)
         key = attempt.key
         record = SyncRecord(
             kind=key.kind, season=key.season, round=key.round, session=attempt.session_name,

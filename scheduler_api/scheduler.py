@@ -151,7 +151,8 @@ class Scheduler:
         with self._lock:
             if snap.calendar is not None and self._modes.calendar is None:
                 try:
-                    self._modes.set_calendar(parse_calendar(snap.calendar.body))
+                    body = snap.calendar.body
+                    self._modes.set_calendar(parse_calendar(body) if source is None else source.parse(body))
                 except ValueError as exc:
                     logger.warning("calendar persisted copy unusable: %s", exc)
             for kind, kt in self._kinds.items():

@@ -119,6 +119,9 @@ class ApiServer(ThreadingHTTPServer):
     :param app: answers the requests, e.g. :class:`api.App`.
     :param http_timeout_s: per-connection socket timeout, seconds: an idle
         or slow client is cut off after it.
+    :param sock: a socket that is already bound and listening (socket
+        activation: systemd passes it) to serve on instead of binding
+        ``address``; the server owns it from then on and closes it.
     """
 
     daemon_threads = True
@@ -126,7 +129,8 @@ class ApiServer(ThreadingHTTPServer):
     allow_reuse_address = True
     block_on_close = False
 
-    def __init__(self, address: tuple[str, int], app: Application, http_timeout_s: float) -> None:
+    def __init__(self, address: tuple[str, int], app: Application, http_timeout_s: float,
+                 sock: socket.socket | None = None) -> None:
         self.app = app
         self.http_timeout_s = http_timeout_s
         if ":" in address[0]:
@@ -140,7 +144,15 @@ class ApiServer(ThreadingHTTPServer):
         # of clients never outnumbers the ticker and the sync workers when
         # they need to run. Socket reads and writes, and triggers, stay outside.
         self.admission = FifoLock()
-        super().__init__(address, Handler)
+        if sock is None:
+            super().__init__(address, Handler)
+            return
+        self.address_family = sock.family
+        super().__init__(sock.getsockname()[:2], Handler, bind_and_activate=False)
+        self.socket.close()
+        self.socket = sock
+        self.server_address = sock.getsockname()
+        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
 
     def serve(self) -> None:
         """Accept connections until :meth:`stop_serving`; blocks without polling.

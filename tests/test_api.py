@@ -308,7 +308,7 @@ def test_fetcher_timeout_is_a_504(mocked, api):
     assert status == 504
     assert body == {
         "success": False,
-        "message": "Standings sync failed: no answer: read timeout after 300s",
+        "message": "Standings sync failed: no answer: deadline of 300s passed",
         "fetcher_called": False,
         "timestamp": T0,
     }

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 
 import pytest
 
-from scheduler_api.calendar_parse import CalendarError, parse_calendar
+from scheduler_api.calendar_parse import (
+    LIVE_FLAG_IGNORED,
+    CalendarError,
+    credible_live_flag,
+    parse_calendar,
+)
+from scheduler_api.calendar_source import CalendarSource
 from scheduler_api.race_calendar import Calendar, Session, Windows, mode_at
 
 from calendars import content_body, rnd, sess, ts
@@ -185,7 +192,7 @@ def test_content_api_unknown_session_type_is_skipped_with_warning(caplog):
     assert [r.round for r in calendar.rounds] == [23]
     messages = [rec.getMessage() for rec in caplog.records]
     assert messages == ["calendar session skipped round=23 session=FP4 reason=unknown session type 'FP4'",
-                        "calendar entry skipped round=? reason=missing or invalid round number None"]
+                        "calendar entry skipped round=? reason=missing or invalid round number None (expected 0-99)"]
 
 
 def test_content_api_wholly_cancelled_round_is_dropped_without_warning(caplog):
@@ -200,3 +207,104 @@ def test_content_api_wholly_cancelled_round_is_dropped_without_warning(caplog):
     assert [r.round for r in calendar.rounds] == [23]
     assert caplog.records == []
 
+
+
+# --------------------------------------------------------------------------- plausibility
+
+
+@pytest.fixture(scope="module")
+def races2026() -> list:
+    return load("ergast-2026.json")["MRData"]["RaceTable"]["Races"]
+
+
+@pytest.mark.parametrize("name", ["ergast-2004.json", "ergast-2021.json", "ergast-2023.json", "ergast-2024.json",
+                                  "ergast-2026.json"])
+def test_real_calendars_load_without_any_warning(name, caplog):
+    with caplog.at_level(logging.WARNING):
+        calendar = parse_calendar(load(name))
+    assert calendar.rounds and caplog.records == []
+
+
+def test_race_dated_33_days_before_its_practice_loads_but_is_warned_about(races2026, caplog):
+    races = copy.deepcopy(races2026)
+    races[4]["date"] = "2026-04-19"  # Canada's race, 33 days before its FP1 of 2026-05-22
+    with caplog.at_level(logging.WARNING):
+        calendar = parse_calendar(races)
+    assert rnd(calendar, 5).race.start_ts == ts(2026, 4, 19, 20)
+    assert [rec.getMessage() for rec in caplog.records] == [
+        "calendar round implausible season=2026 round=5 reason=sessions span 34.0 days (more than 5)",
+        "calendar round implausible season=2026 round=5 reason=race starts before "
+        "practice_1, sprint_qualifying, sprint, qualifying",
+        "calendar round implausible season=2026 round=4 reason=overlaps round 5",  # Miami lies inside it
+    ]
+
+
+def test_round_spanning_more_than_five_days_is_warned_about(races2026, caplog):
+    races = copy.deepcopy(races2026)
+    races[4]["FirstPractice"]["date"] = "2026-05-19"  # Tuesday 16:30Z: 5 d 6.5 h to the race's 23:00Z end
+    with caplog.at_level(logging.WARNING):
+        parse_calendar(races)
+    assert [rec.getMessage() for rec in caplog.records] == [
+        "calendar round implausible season=2026 round=5 reason=sessions span 5.3 days (more than 5)"]
+
+
+def test_round_overlapping_another_is_warned_about_naming_both(races2026, caplog):
+    races = copy.deepcopy(races2026)
+    for key in ("date", "time"):  # Monaco (round 6) given Canada's race day: overlaps round 5
+        races[5][key] = races[4][key]
+    for key in ("FirstPractice", "SecondPractice", "ThirdPractice", "Qualifying"):
+        races[5][key] = dict(races[4]["Sprint"])
+    with caplog.at_level(logging.WARNING):
+        calendar = parse_calendar(races)
+    assert len(calendar.rounds) == 23
+    assert [rec.getMessage() for rec in caplog.records] == [
+        "calendar round implausible season=2026 round=6 reason=overlaps round 5"]
+
+
+def test_plausibility_is_warned_once_per_change_not_at_identical_refreshes(races2026, tmp_path, caplog):
+    races = copy.deepcopy(races2026)
+    races[4]["date"] = "2026-04-19"
+    path = tmp_path / "calendar.json"
+    path.write_text(json.dumps(races))
+    source = CalendarSource("unused", str(path))
+    with caplog.at_level(logging.WARNING):
+        source.load(2026)
+        source.load(2026)
+        assert len(caplog.records) == 3
+        races[4]["date"] = "2026-04-20"
+        path.write_text(json.dumps(races))
+        source.load(2026)
+    assert len(caplog.records) == 6
+
+
+# --------------------------------------------------------------------------- is_live bounded
+
+
+def _flagged_race() -> Session:
+    body = content_body()
+    next(s for s in body["result"]["rounds"][0]["sessions"] if s["type"] == "race")["is_live"] = True
+    return parse_calendar(body).rounds[0].race
+
+
+def test_is_live_flag_counts_from_start_minus_lead_to_expected_end_plus_tail_plus_3h():
+    race = _flagged_race()  # Abu Dhabi 2026: 13:00Z, expected end 16:00Z
+    assert race.is_live is True
+    lead_s, tail_s = 300, 1800
+    assert not credible_live_flag(race, ts(2026, 12, 6, 12, 55) - 1, lead_s, tail_s)
+    assert credible_live_flag(race, ts(2026, 12, 6, 12, 55), lead_s, tail_s)
+    assert credible_live_flag(race, ts(2026, 12, 6, 19, 30) - 1, lead_s, tail_s)
+    assert not credible_live_flag(race, ts(2026, 12, 6, 19, 30), lead_s, tail_s)
+
+
+def test_is_live_flag_left_set_for_weeks_is_ignored_and_an_unflagged_session_never_counts():
+    race = _flagged_race()
+    assert not credible_live_flag(race, ts(2026, 12, 27, 13), 300, 1800)
+    unflagged = parse_calendar(content_body()).rounds[0].race
+    assert not credible_live_flag(unflagged, ts(2026, 12, 6, 13, 30), 300, 1800)
+
+
+def test_ignored_live_flag_warning_names_round_and_session():
+    race = _flagged_race()
+    assert LIVE_FLAG_IGNORED % (race.season, race.round, race.name) == (
+        "calendar live flag ignored season=2026 round=23 session=race "
+        "reason=outside start - LIVE_LEAD to expected end + LIVE_TAIL + 3h")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from scheduler_api.config import Config
+from scheduler_api.fetcher import FetcherClient, Outcome, SyncKey, make_session
 from scheduler_api.health import FetcherHealth
+
+from test_httpcall import serve  # noqa: F401 - fixture
 
 
 def test_health_flood_makes_at_most_one_probe_per_ttl(clock):
@@ -26,3 +30,27 @@ def test_health_flood_makes_at_most_one_probe_per_ttl(clock):
     for _ in range(1000):
         health.connected()
     assert len(submitted) == 1
+
+
+def test_a_fetcher_that_takes_the_call_and_hangs_is_not_connected(clock, serve):
+    """The request reached it (fetcher_called), but no HTTP answer came: /health says not connected."""
+    server = serve(lambda conn, stop: stop.wait(30))
+    client = FetcherClient(server.url(""), Config().fetch_paths, 3.0, 0.3, make_session(), clock)
+    submitted = []
+    health = FetcherHealth(clock, 10.0, "/health", submitted.append)
+
+    outcome = client.sync(SyncKey("seasons"))
+    health.record(outcome.answered)
+
+    assert (outcome.outcome, outcome.fetcher_called, outcome.answered) == ("timeout", True, False)
+    assert health.connected() is False
+    clock.advance(10.0)
+    health.connected()
+    submitted.pop()(client)  # the probe of a hanging fetcher ends at its deadline, not connected
+    assert health.connected() is False
+
+
+def test_a_fetcher_answering_500_is_connected(clock):
+    health = FetcherHealth(clock, 10.0, "/health", lambda work: None)
+    health.record(Outcome("failed", 500, "HTTP 500", 3).answered)
+    assert health.connected() is True

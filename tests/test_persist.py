@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
 import threading
 
 import pytest
 
 import scheduler_api.persist as persist_module
-from scheduler_api.persist import Persister, StateFile, StateLockedError
+from scheduler_api.persist import Persister, StateFile, StateFileError, StateLockedError
 from scheduler_api.state import HISTORY_LIMIT, CalendarRecord, ScheduleView, State
 
 from conftest import load_calendar
@@ -259,24 +260,137 @@ def test_missing_state_file_starts_fresh_quietly(path, clock, caplog):
     assert not os.path.exists(path)
 
 
-def test_invalid_history_records_are_dropped_one_by_one(path, clock, caplog):
-    good = record("rounds", 0).to_dict()
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump({
-            "version": 1,
-            "last_syncs": {"seasons": T0, "rounds": "yesterday", "results": True, "standings": 12.5},
-            "history": [good, {"kind": "rounds"}, "junk", dict(good, attempt="one"), dict(good, finished_at=T0 + 9)],
-            "counters": {"failed": 3, "retried": "x"},
-        }, handle)
+GOOD = record("rounds", 0).to_dict()
+CALENDAR = load_calendar("ergast-2026.json")
+
+
+def state_object(**changes) -> dict:
+    """:returns: a valid state object as the daemon writes it, with ``changes`` applied at the top level."""
+    data = {"version": 1, "last_syncs": {"seasons": T0, "rounds": T0, "results": None, "standings": None},
+            "calendar": {"body": CALENDAR, "source": "https://api.jolpi.ca/ergast/f1/2026.json", "fetched_at": T0},
+            "history": [GOOD], "counters": {"failed": 0, "retried": 1, "coalesced": 0, "skipped": 0}}
+    data.update(changes)
+    return data
+
+
+def with_record(**changes) -> dict:
+    """:returns: a state object whose one history record has ``changes`` (``parameters`` merged)."""
+    item = dict(GOOD, **{k: v for k, v in changes.items() if k != "parameters"})
+    if "parameters" in changes:
+        item["parameters"] = changes["parameters"]
+    return state_object(history=[GOOD, item])
+
+
+DAMAGED_SHAPES = {
+    "history-is-a-number": state_object(history=5),
+    "history-is-an-object": state_object(history={"0": GOOD}),
+    "version-missing": {k: v for k, v in state_object().items() if k != "version"},
+    "version-2": state_object(version=2),
+    "last-sync-a-string": state_object(last_syncs={"rounds": "2026-11-30T12:00:00Z"}),
+    "last-sync-a-boolean": state_object(last_syncs={"rounds": True}),
+    "last-sync-a-float": state_object(last_syncs={"rounds": 1796040000.5}),
+    "last-sync-negative": state_object(last_syncs={"rounds": -1}),
+    "last-sync-in-year-10e400": state_object(last_syncs={"rounds": 10**400}),
+    "last-sync-after-2100": state_object(last_syncs={"rounds": 4102444801}),
+    "counters-a-list": state_object(counters=[1, 2]),
+    "counter-a-string": state_object(counters={"failed": "3"}),
+    "counter-negative": state_object(counters={"retried": -4}),
+    "calendar-a-string": state_object(calendar="ergast-2026.json"),
+    "calendar-without-body": state_object(calendar={"source": "x", "fetched_at": T0}),
+    "calendar-body-not-a-calendar": state_object(calendar={"body": {"history": 5}, "source": "x", "fetched_at": T0}),
+    "calendar-body-a-number": state_object(calendar={"body": 42, "source": "x", "fetched_at": T0}),
+    "calendar-without-rounds": state_object(
+        calendar={"body": {"MRData": {"RaceTable": {"season": "2026", "Races": []}}}, "source": "x", "fetched_at": T0}),
+    "calendar-fetched-at-a-string": state_object(calendar={"body": CALENDAR, "source": "x", "fetched_at": "today"}),
+    "calendar-source-a-number": state_object(calendar={"body": CALENDAR, "source": 5, "fetched_at": T0}),
+    "record-a-string": state_object(history=[GOOD, "junk"]),
+    "record-without-kind": with_record(kind=None),
+    "record-unknown-kind": with_record(kind="drivers"),
+    "record-attempt-a-string": with_record(attempt="one"),
+    "record-attempt-zero": with_record(attempt=0),
+    "record-season-5000-digits-long": with_record(parameters={"season": 10**400}),
+    "record-round-100": with_record(parameters={"season": 2026, "round": 100}),
+    "record-unknown-session": with_record(parameters={"season": 2026, "round": 3, "session": "warm_up"}),
+    "record-parameters-a-list": with_record(parameters=[2026]),
+    "record-http-status-999": with_record(http_status=999),
+    "record-unknown-outcome": with_record(outcome="maybe"),
+    "record-unknown-trigger": with_record(trigger="cron"),
+    "record-finished-in-year-10e400": with_record(finished_at=10**400),
+    "record-duration-negative": with_record(duration_ms=-5),
+    "record-error-a-list": with_record(error=["boom"]),
+}
+
+DAMAGED_BYTES = {
+    "nested-100000-deep": b"[" * 100_000 + b"]" * 100_000,
+    "integer-of-5000-digits": b'{"version": 1, "last_syncs": {"rounds": ' + b"9" * 5000 + b"}}",
+    "nan-timestamp": b'{"version": 1, "last_syncs": {"rounds": NaN}}',
+    "infinite-timestamp": b'{"version": 1, "last_syncs": {"rounds": 1e400}}',
+    "nul-bytes": b"\0" * 64,
+    "utf-16": json.dumps(state_object()).encode("utf-16"),
+}
+
+
+@pytest.mark.parametrize("content", [json.dumps(v).encode() for v in DAMAGED_SHAPES.values()]
+                         + list(DAMAGED_BYTES.values()), ids=list(DAMAGED_SHAPES) + list(DAMAGED_BYTES))
+def test_state_file_of_the_wrong_shape_is_moved_aside_and_state_starts_fresh(path, clock, caplog, content):
+    with open(path, "wb") as handle:
+        handle.write(content)
 
     with caplog.at_level(logging.WARNING, logger="scheduler_api.persist"):
+        state, persister = fresh(path, clock)
+
+    assert not os.path.exists(path)
+    with open(f"{path}.corrupt-{T0}", "rb") as handle:
+        assert handle.read() == content
+    assert len(caplog.records) == 1 and caplog.records[0].levelname == "WARNING"
+    assert f"moved aside to {path}.corrupt-{T0}, starting fresh" in caplog.text
+    assert len(caplog.text) < 1000  # a 5000-digit number or a deep nesting is named, not printed
+    snap = state.snapshot()
+    assert snap.last_syncs == dict.fromkeys(("seasons", "rounds", "results", "standings"))
+    assert snap.history == () and snap.calendar is None
+    state.record(record("rounds", 1), counts_as_last_sync=True)
+    persister.save()  # and it saves again where it always did
+    assert fresh(path, clock)[0].snapshot().last_syncs["rounds"] == T0 + 1
+
+
+def test_there_are_at_least_twenty_damaged_state_file_variants():
+    assert len(DAMAGED_SHAPES) + len(DAMAGED_BYTES) >= 20
+
+
+def test_wrong_shape_warning_names_the_field_and_the_value(path, clock, caplog):
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(with_record(attempt="one"), handle)
+
+    with caplog.at_level(logging.WARNING, logger="scheduler_api.persist"):
+        fresh(path, clock)
+
+    assert "wrong shape: history[1].attempt: expected an integer from 1 to 1000, got 'one'" in caplog.text
+
+
+def test_last_sync_in_year_10e400_is_named_by_its_size(path, clock, caplog):
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(state_object(last_syncs={"rounds": 10**400}), handle)
+
+    with caplog.at_level(logging.WARNING, logger="scheduler_api.persist"):
+        fresh(path, clock)
+
+    assert "last_syncs.rounds: expected an integer from 0 to 4102444800, got an integer of about 401 digits" \
+        in caplog.text
+
+
+def test_valid_file_with_every_field_loads_and_unknown_keys_are_ignored(path, clock, caplog):
+    data = state_object(future_key={"anything": 1})
+    data["counters"]["caught_up"] = 7  # a counter this version does not know
+    data["last_syncs"]["drivers"] = "not a kind"
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(data, handle)
+
+    with caplog.at_level(logging.WARNING):
         snap = fresh(path, clock)[0].snapshot()
 
-    assert [r.finished_at for r in snap.history] == [T0, T0 + 9]
-    assert snap.last_syncs == {"seasons": T0, "rounds": None, "results": None, "standings": None}
-    assert snap.counters == {"failed": 3, "retried": 0, "coalesced": 0, "skipped": 0}
-    assert caplog.text.count("state history record dropped") == 3
-    assert os.path.exists(path)  # a partly bad file is not corrupt
+    assert caplog.records == []
+    assert snap.last_syncs["rounds"] == T0 and snap.calendar.body == CALENDAR
+    assert snap.history == (record("rounds", 0),) and snap.counters["retried"] == 1
 
 
 # -- one owner per state file ---------------------------------------------------------
@@ -320,6 +434,108 @@ def test_lock_on_another_path_is_independent(tmp_path, clock):
 
     first.unlock()
     second.unlock()
+
+
+# -- what STATE_FILE may be ----------------------------------------------------------
+
+
+def test_fifo_as_state_file_stops_start_up_with_one_line_and_never_blocks(path, clock):
+    os.mkfifo(path)
+    state_file = StateFile(path, clock)
+
+    with pytest.raises(StateFileError) as raised:
+        state_file.lock()
+    with pytest.raises(StateFileError):
+        state_file.load()  # opened without blocking: no writer ever comes
+
+    assert str(raised.value) == (
+        f"STATE_FILE {path} is a FIFO, not a regular file; point STATE_FILE at a file (it is created when absent)"
+    )
+    assert os.path.exists(path) and not os.path.exists(path + ".lock")
+
+
+def test_device_and_directory_as_state_file_stop_start_up(tmp_path, clock):
+    (tmp_path / "dir").mkdir()
+    os.symlink("/dev/null", tmp_path / "null")
+    for name, what in (("null", "a character device"), ("dir", "a directory")):
+        with pytest.raises(StateFileError) as raised:
+            StateFile(str(tmp_path / name), clock).lock()
+        assert f" is {what}, not a regular file" in str(raised.value)
+
+
+def test_symlinked_state_file_is_followed_for_the_lock_and_every_save(tmp_path, clock):
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "state.json"
+    link = tmp_path / "link.json"
+    os.symlink(target, link)
+    state_file = StateFile(str(link), clock)
+    state_file.lock()
+    state = State(state_file.load())
+    persister = Persister(state, state_file)
+
+    for n in range(3):
+        state.record(record("rounds", n), counts_as_last_sync=True)
+        persister.save()
+
+    assert os.path.islink(link) and os.readlink(link) == str(target)  # still a link after three saves
+    assert json.loads(target.read_text())["last_syncs"]["rounds"] == T0 + 2
+    assert os.path.exists(str(target) + ".lock") and not os.path.exists(str(link) + ".lock")
+    state_file.unlock()
+
+
+def test_two_daemons_on_one_file_through_two_paths_the_second_refuses(tmp_path, clock):
+    target = tmp_path / "state.json"
+    target.write_text(json.dumps(state_object()))
+    os.symlink(target, tmp_path / "other-name.json")
+    (tmp_path / "sub").mkdir()
+    first = StateFile(str(target), clock)
+    first.lock()
+
+    for second in (str(tmp_path / "other-name.json"), str(tmp_path / "sub" / ".." / "state.json")):
+        with pytest.raises(StateLockedError) as raised:
+            StateFile(second, clock).lock()
+        assert str(target) + ".lock held" in str(raised.value)
+    first.unlock()
+
+
+def test_damaged_file_behind_a_symlink_is_moved_aside_beside_its_target(tmp_path, clock):
+    target = tmp_path / "state.json"
+    target.write_text('{"history": 5}')
+    os.symlink(target, tmp_path / "link.json")
+
+    state_file = StateFile(str(tmp_path / "link.json"), clock)
+    assert state_file.load() is None
+
+    assert (tmp_path / f"state.json.corrupt-{T0}").read_text() == '{"history": 5}'
+    assert os.path.islink(tmp_path / "link.json") and not target.exists()
+
+
+def test_missing_state_directory_stops_start_up_naming_it(tmp_path, clock):
+    with pytest.raises(StateFileError) as raised:
+        StateFile(str(tmp_path / "absent" / "state.json"), clock).lock()
+
+    assert str(raised.value).startswith(f"state directory {tmp_path / 'absent'} cannot be written (")
+
+
+def test_read_only_state_directory_stops_start_up_naming_it(tmp_path, clock):
+    """The tests run as root, for whom permissions do not stop writes: the directory is made immutable."""
+    directory = tmp_path / "ro"
+    directory.mkdir()
+    (directory / "state.json").write_text(json.dumps(state_object()))
+    if subprocess.run(["chattr", "+i", str(directory)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here (the process test covers a non-root user)")
+    try:
+        state_file = StateFile(str(directory / "state.json"), clock)
+        with pytest.raises(StateFileError) as raised:
+            state_file.lock()
+    finally:
+        subprocess.run(["chattr", "-i", str(directory)], check=True)
+
+    assert str(raised.value) == (
+        f"state directory {directory} cannot be written (Operation not permitted); "
+        "STATE_FILE must lie in a writable directory"
+    )
+    assert sorted(os.listdir(directory)) == ["state.json"]
 
 
 # -- the persister thread -------------------------------------------------------------

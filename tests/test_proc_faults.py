@@ -40,21 +40,21 @@ def test_health_flood_on_real_daemon_probes_at_most_once_per_ttl(daemon, standin
 
 
 FAULT_CASES = [
-    # fault, HTTP status of the trigger, fetcher_called, words of the reason
-    ("error500", 502, True, "HTTP 500: Failed to fetch rounds"),
-    ("success_false", 502, True, "success=false: season not found"),
-    ("422", 502, True, "HTTP 422: query.season: field required"),
-    ("429", 502, True, "HTTP 429: slow down"),
-    ("503", 502, True, "HTTP 503: slow down"),
-    ("reset", 502, False, "no answer"),
-    ("hang", 504, False, "no answer: read timeout"),
+    # fault, HTTP status of the trigger, fetcher_called (the request reached it), answered, words of the reason
+    ("error500", 502, True, True, "HTTP 500: Failed to fetch rounds"),
+    ("success_false", 502, True, True, "success=false: season not found"),
+    ("422", 502, True, True, "HTTP 422: query.season: field required"),
+    ("429", 502, True, True, "HTTP 429: slow down"),
+    ("503", 502, True, True, "HTTP 503: slow down"),
+    ("reset", 502, True, False, "no answer"),
+    ("hang", 504, True, False, "no answer: deadline of 0.5s passed"),
 ]
 
 
 def test_fetcher_faults_keep_daemon_up_and_failures_are_logged_with_reasons(daemon, standin):
     proc = daemon({"FETCHER_TIMEOUT": "500ms"})
     proc.settle()
-    for fault, code, called, reason in FAULT_CASES:
+    for fault, code, called, answered, reason in FAULT_CASES:
         standin.set_fault(fault)
         status, body, _ = proc.request("POST", "/trigger/seasons")
         assert status == code, (fault, body)
@@ -66,8 +66,8 @@ def test_fetcher_faults_keep_daemon_up_and_failures_are_logged_with_reasons(daem
         assert time.monotonic() - started < 0.5
         assert health_status == 200
         # A fetcher that sends any HTTP answer is connected, merely failing.
-        assert health["fetcher_service_connected"] is called, fault
-        assert health["status"] == ("healthy" if called else "degraded"), (fault, health)
+        assert health["fetcher_service_connected"] is answered, fault
+        assert health["status"] == ("healthy" if answered else "degraded"), (fault, health)
     standin.set_fault("ok")
     assert proc.request("POST", "/trigger/seasons")[0] == 200
     assert proc.get("/health")["status"] == "healthy"
@@ -139,7 +139,7 @@ def test_hanging_sync_of_one_kind_never_delays_another_or_takes_more_than_one_wo
     standin.set_fault("ok")  # releases the hung call without an answer
     thread.join(10)
     status, body, _ = answer["r"]
-    assert status == 502 and body["fetcher_called"] is False, body
+    assert status == 502 and body["fetcher_called"] is True, body  # it reached the fetcher, which closed it
 
 
 # -- restarts and state ------------------------------------------------------

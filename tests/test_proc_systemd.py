@@ -13,6 +13,8 @@ The in-process parts of ``journal.py`` are tested in ``test_journal.py``.
 from __future__ import annotations
 
 import configparser
+import os
+import socket
 import fnmatch
 import pathlib
 import re
@@ -196,9 +198,9 @@ def test_inherited_journal_stream_is_ignored_when_stderr_goes_elsewhere(daemon, 
 # -- the unit ------------------------------------------------------------------
 
 
-def unit_settings() -> dict[str, list[str]]:
+def unit_settings(unit: pathlib.Path = UNIT) -> dict[str, list[str]]:
     settings: dict[str, list[str]] = {}
-    for line in UNIT.read_text("utf-8").splitlines():
+    for line in unit.read_text("utf-8").splitlines():
         if "=" in line and not line.startswith(("#", ";", "[")):
             name, _, value = line.partition("=")
             settings.setdefault(name.strip(), []).append(value.strip())
@@ -218,6 +220,15 @@ def test_unit_has_the_required_directives():
     assert settings["WatchdogSec"] and settings["SystemCallFilter"][0] == "@system-service"
     # The notify socket is AF_UNIX: sandboxing must keep it.
     assert set(settings["RestrictAddressFamilies"][0].split()) == {"AF_INET", "AF_INET6", "AF_UNIX"}
+
+
+def test_socket_unit_listens_on_the_default_address_and_stays_open_across_service_restarts():
+    settings = unit_settings(ROOT / "scheduler_api.socket")
+    assert settings["ListenStream"] == [f"{Config.host}:{Config.port}"]
+    assert int(settings["Backlog"][0]) >= 1024
+    # PartOf=scheduler_api.service would close the socket at every `systemctl restart scheduler_api`.
+    assert "PartOf" not in settings and "BindsTo" not in settings
+    assert settings["WantedBy"] == ["sockets.target"]
 
 
 def systemd_analyze() -> str:
@@ -284,3 +295,68 @@ def test_example_env_file_ships_as_package_data():
     parser.read(ROOT / "setup.cfg", encoding="utf-8")
     globs = [g.strip() for g in parser["options.package_data"]["scheduler_api"].split(",")]
     assert any(fnmatch.fnmatch("data/scheduler_api.env", pattern) for pattern in globs)
+
+
+# -- socket activation ------------------------------------------------------------------
+
+
+def start_socket_activated(tmp_path: pathlib.Path, standin, listener: socket.socket) -> subprocess.Popen:
+    """Start the daemon as systemd does for ``scheduler_api.socket``: the socket on descriptor 3,
+    ``LISTEN_FDS=1`` and ``LISTEN_PID`` the daemon's own pid (set by the shell that then execs it)."""
+    from harness import clean_env
+
+    env = clean_env({
+        "STATE_FILE": str(tmp_path / "state.json"), "FETCHER_URL": standin.url, "SCHEDULER_PORT": "1",
+        "CALENDAR_FILE": str(ROOT / "tests" / "data" / DAEMON_CALENDAR), "LISTEN_FDS": "1",
+    })
+    def pass_socket() -> None:
+        os.dup2(listener.fileno(), 3)
+        os.set_inheritable(3, True)
+
+    log = open(tmp_path / "activated.log", "wb")
+    return subprocess.Popen(["sh", "-c", 'LISTEN_PID=$$ exec "$0" -m scheduler_api', sys.executable],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            preexec_fn=pass_socket, close_fds=False, cwd=tmp_path)  # close_fds would close 3
+
+
+def test_socket_activation_serves_on_the_passed_socket_and_keeps_requests_across_a_restart(standin, tmp_path):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1024)
+    port = listener.getsockname()[1]
+    log = tmp_path / "activated.log"
+    proc = start_socket_activated(tmp_path, standin, listener)
+    try:
+        wait_for(lambda: "listening url=" in log.read_text(), what="the daemon to listen")
+        text = log.read_text()
+        assert f"listening url=http://127.0.0.1:{port}" in text  # SCHEDULER_PORT=1 was never bound
+        assert "socket activation: serving on the socket systemd passed" in text
+        assert http_get(port, "/health")[0] == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+        # Between two daemons the kernel keeps queueing connections on the socket systemd holds:
+        waiting = socket.create_connection(("127.0.0.1", port), timeout=10)
+        waiting.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        proc = start_socket_activated(tmp_path, standin, listener)
+        answer = b""
+        while chunk := waiting.recv(65536):
+            answer += chunk
+        waiting.close()
+        assert answer.startswith(b"HTTP/1.1 200 ")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+        listener.close()
+
+
+def http_get(port: int, target: str) -> tuple[int, bytes]:
+    """:returns: ``(status, body)`` of one GET on a new connection."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", target)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
