@@ -32,7 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -43,7 +43,7 @@ from scheduler_api.calendar_parse import parse_calendar  # noqa: E402
 from scheduler_api.config import Config  # noqa: E402
 from scheduler_api.fetcher import Outcome  # noqa: E402
 from scheduler_api.health import FetcherHealth  # noqa: E402
-from scheduler_api.plan import SimClock  # noqa: E402
+from scheduler_api.plan import GivenCalendar, SimClock  # noqa: E402
 from scheduler_api.race_calendar import Calendar, Windows, mode_at, weekend_window  # noqa: E402
 from scheduler_api.scheduler import Scheduler  # noqa: E402
 from scheduler_api.state import Persisted, State, SyncRecord  # noqa: E402
@@ -64,21 +64,6 @@ class InstantClient:
 
     def close(self) -> None:
         pass
-
-
-class GivenCalendar:
-    """A calendar source handing over a calendar model built here (read at start, as a CALENDAR_FILE is)."""
-
-    file_path = "bench-calendar"
-
-    def __init__(self, calendar: Calendar) -> None:
-        self.calendar = calendar
-
-    def describe(self, season: int) -> str:
-        return self.file_path
-
-    def load(self, season: int) -> tuple[Calendar, Any]:
-        return self.calendar, {}
 
 
 def grown_calendar(rounds: int) -> Calendar:
@@ -113,7 +98,7 @@ def build(calendar: Calendar, records: int, at_ts: float) -> tuple[Scheduler, Ap
     client = InstantClient()
     executor = InlineExecutor(client)
     scheduler = Scheduler(Config(), state, clock, executor, lambda: client, random.Random(0),
-                          calendar_source=GivenCalendar(calendar))
+                          calendar_source=GivenCalendar(calendar, {}))
     health = FetcherHealth(clock, 10.0, "/health", executor.submit)
     app = App(Config(), state, scheduler, health, clock, lambda: True)
     scheduler.start()

@@ -12,13 +12,13 @@ import math
 import random
 from typing import Any, Callable, NamedTuple
 
-from .calendar_parse import parse_calendar
+from .calendar_overrides import load_overrides, parse_corrected
 from .config import KINDS, OFF, Config
 from .durations import format_duration
 from .fetcher import Outcome, SyncKey
-from .race_calendar import Windows, mode_at, next_live_window_start, next_mode_change
+from .race_calendar import Calendar, Windows, mode_at, next_live_window_start, next_mode_change
 from .scheduler import Scheduler
-from .state import CalendarRecord, ScheduleView, State
+from .state import ScheduleView, State
 from .workers import InlineExecutor
 
 DEFAULT_HOURS = 48.0
@@ -43,6 +43,36 @@ class SimClock:
 
     def now_ts(self) -> float:
         return self.now
+
+
+class GivenCalendar:
+    """A calendar source handing the scheduler one calendar, parsed and corrected once by the caller.
+
+    It names a file (``file_path``), so the scheduler reads it at start-up
+    before it sets the first due times, as it reads a ``CALENDAR_FILE``;
+    every refresh hands over the very same calendar, so none changes anything.
+
+    :param calendar: the calendar to hand over.
+    :param body: its decoded body (what the state keeps).
+    """
+
+    file_path = "plan"
+
+    def __init__(self, calendar: Calendar, body: Any) -> None:
+        self.calendar = calendar
+        self.body = body
+
+    def describe(self, season: int) -> str:
+        """:returns: ``plan``."""
+        return self.file_path
+
+    def load(self, season: int) -> tuple[Calendar, Any]:
+        """:returns: the calendar and its body, the same objects every time."""
+        return self.calendar, self.body
+
+    def parse(self, body: Any) -> Calendar:
+        """:returns: the calendar (only its own body is ever persisted here)."""
+        return self.calendar
 
 
 class _Due(NamedTuple):
@@ -132,7 +162,8 @@ def _skip_to(last_ts: float, interval_s: float, boundary_ts: float, end_ts: floa
     return last_ts + slots * interval_s if slots >= 2 else None
 
 
-def _simulate(config: Config, kind: str | None, body: Any | None, at_ts: int, end_ts: float, keep: int) -> _Run:
+def _simulate(config: Config, kind: str | None, source: GivenCalendar | None, at_ts: int, end_ts: float,
+              keep: int) -> _Run:
     """Run the real scheduler for one kind alone (the others off) from a fresh start at ``at_ts``.
 
     Between two mode boundaries a kind's due times are a fixed-rate grid and
@@ -143,14 +174,14 @@ def _simulate(config: Config, kind: str | None, body: Any | None, at_ts: int, en
     Kinds never depend on each other here (every sync succeeds at once).
 
     :param kind: the kind to simulate, or None for none (the mode boundaries only).
+    :param source: the calendar, or None for none.
     :param keep: how many due times to record exactly before skipping ahead.
     """
     clock = SimClock(float(at_ts))
     state = State()
-    if body is not None:
-        state.set_calendar(CalendarRecord(body, "plan", at_ts))
     client = _RecordingClient(clock)
-    scheduler = Scheduler(_only(config, kind), state, clock, InlineExecutor(client), lambda: client, random.Random(0))
+    scheduler = Scheduler(_only(config, kind), state, clock, InlineExecutor(client), lambda: client, random.Random(0),
+                          calendar_source=source)
     scheduler.start()
     views: list[tuple[float, ScheduleView]] = []
     boundary_ts = -math.inf
@@ -223,7 +254,9 @@ def build_plan(
 
     Uses the real :class:`Scheduler` with a simulated clock and a client that
     succeeds at once, so the plan follows exactly the daemon's rules (catch-up
-    at start, fixed rate, mode changes). Each kind is simulated on its own
+    at start, fixed rate, mode changes). The calendar is corrected by
+    ``CALENDAR_OVERRIDES`` as the daemon's is (their warnings go to the log);
+    ``overrides_in_force`` says how many changed it. Each kind is simulated on its own
     and skips ahead over the stretches of its grid nobody will read (see
     :func:`_simulate`), so a race weekend's thousands of due times cost about
     as much as an off-season's few: only their number is kept.
@@ -240,7 +273,10 @@ def build_plan(
     """
     if limit < 0:
         raise ValueError(f"limit must be 0 or more, got {limit}")
-    calendar = parse_calendar(calendar_body) if calendar_body is not None else None
+    calendar = None
+    if calendar_body is not None:
+        calendar = parse_corrected(calendar_body, load_overrides(config.calendar_overrides))
+    source = None if calendar is None else GivenCalendar(calendar, calendar_body)
     end_ts = at_ts + hours * 3600
     keep = max(limit, PER_KIND)
     quiet = logging.getLogger("scheduler_api")
@@ -248,7 +284,7 @@ def build_plan(
     quiet.setLevel(logging.ERROR)
     try:
         kinds = [kind for kind in KINDS if not config.is_off(kind)] or [None]
-        runs = {kind: _simulate(config, kind, calendar_body, at_ts, end_ts, keep) for kind in kinds}
+        runs = {kind: _simulate(config, kind, source, at_ts, end_ts, keep) for kind in kinds}
     finally:
         quiet.setLevel(level)
     first_view = next(iter(runs.values())).views[0][1]
@@ -281,6 +317,7 @@ def build_plan(
         "season": first_view.season,
         "calendar_loaded": calendar is not None,
         "calendar_rounds": 0 if calendar is None else len(calendar.rounds),
+        "overrides_in_force": 0 if calendar is None else calendar.overrides_in_force,
         "phases": phases,
         "next_syncs_total": sum(run.total for kind, run in runs.items() if kind is not None),
         "per_kind": {kind: {"total": runs[kind].total if kind in runs else 0,
@@ -294,8 +331,8 @@ def render_text(plan: dict[str, Any]) -> str:
     """:returns: the plan for people: the mode now, the phases of the window, then per kind
     its first due times and how many follow."""
     lines = [f"plan at {iso(plan['at'])} for {plan['hours']:g}h, season {plan['season']}; "
-             + (f"calendar of {plan['calendar_rounds']} rounds" if plan["calendar_loaded"]
-                else "no calendar (off-season mode)")]
+             + (f"calendar of {plan['calendar_rounds']} rounds, overrides in force: {plan['overrides_in_force']}"
+                if plan["calendar_loaded"] else "no calendar (off-season mode)")]
     weekend, live = plan["race_weekend"], plan["live_session"]
     lines.append(
         f"now: {plan['mode']}"

@@ -224,3 +224,23 @@ def test_plan_instant_at_the_edges_is_read():
 
     assert parse_instant("0") == 0
     assert parse_instant("2100-12-31T23:59:59Z") == 4133980799
+
+
+def test_plan_applies_calendar_overrides_and_says_how_many_are_in_force(tmp_path):
+    overrides = tmp_path / "overrides.json"
+    overrides.write_text(json.dumps([{"season": 2026, "round": 23, "cancelled": True}]))
+    config = Config(calendar_overrides=str(overrides))
+    plan = build_plan(config, load_calendar("ergast-2026.json"), ts(ABU_DHABI_SATURDAY))
+    assert plan["overrides_in_force"] == 1
+    assert plan["mode"] == "off_season" and [p["mode"] for p in plan["phases"]] == ["off_season"]
+    assert "overrides in force: 1" in render_text(plan).splitlines()[0]
+    assert build_plan(Config(), load_calendar("ergast-2026.json"), ts(ABU_DHABI_SATURDAY))["overrides_in_force"] == 0
+
+
+def test_plan_with_unusable_overrides_file_warns_and_uses_the_calendar_as_it_is(tmp_path, caplog):
+    overrides = tmp_path / "overrides.json"
+    overrides.write_text("not json")
+    plan = build_plan(Config(calendar_overrides=str(overrides)), load_calendar("ergast-2026.json"),
+                      ts(ABU_DHABI_SATURDAY))
+    assert plan["overrides_in_force"] == 0 and plan["mode"] == "race_weekend"
+    assert "calendar overrides unusable" in caplog.text
