@@ -247,6 +247,36 @@ def _phases(runs: dict[str | None, _Run], end_ts: float) -> list[dict[str, Any]]
     return phases
 
 
+def _simulate_all(config: Config, source: GivenCalendar | None, at_ts: int, end_ts: float,
+                  keep: int) -> dict[str | None, _Run]:
+    """:returns: one run per kind not turned off (one run for none, ``None``, if all are), the log quiet meanwhile."""
+    quiet = logging.getLogger("scheduler_api")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        kinds = [kind for kind in KINDS if not config.is_off(kind)] or [None]
+        return {kind: _simulate(config, kind, source, at_ts, end_ts, keep) for kind in kinds}
+    finally:
+        quiet.setLevel(level)
+
+
+def _mode_now(calendar: Calendar | None, at_ts: int, windows: Windows) -> dict[str, Any]:
+    """:returns: the plan's keys about the instant itself: race weekend, live session, next changes."""
+    mode = mode_at(calendar, at_ts, windows)
+    live = None
+    if mode.live is not None:
+        live = {"season": mode.live.season, "round": mode.live.round, "session": mode.live.name,
+                "starts_at": mode.live.start_ts, "ends_at": mode.live.end_ts}
+    return {
+        "is_race_weekend": mode.is_race_weekend,
+        "race_weekend": None if mode.race_round is None else {
+            "season": mode.race_round.season, "round": mode.race_round.round, "race_name": mode.race_round.race_name},
+        "live_session": live,
+        "next_mode_change": next_mode_change(calendar, at_ts, windows),
+        "next_live_window": next_live_window_start(calendar, at_ts, windows),
+    }
+
+
 def build_plan(
     config: Config, calendar_body: Any | None, at_ts: int, hours: float = DEFAULT_HOURS, limit: int = DEFAULT_LIMIT,
 ) -> dict[str, Any]:
@@ -278,15 +308,7 @@ def build_plan(
         calendar = parse_corrected(calendar_body, load_overrides(config.calendar_overrides))
     source = None if calendar is None else GivenCalendar(calendar, calendar_body)
     end_ts = at_ts + hours * 3600
-    keep = max(limit, PER_KIND)
-    quiet = logging.getLogger("scheduler_api")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    try:
-        kinds = [kind for kind in KINDS if not config.is_off(kind)] or [None]
-        runs = {kind: _simulate(config, kind, source, at_ts, end_ts, keep) for kind in kinds}
-    finally:
-        quiet.setLevel(level)
+    runs = _simulate_all(config, source, at_ts, end_ts, max(limit, PER_KIND))
     first_view = next(iter(runs.values())).views[0][1]
     phases = _phases(runs, end_ts)
     listed = heapq.merge(*(
@@ -294,26 +316,15 @@ def build_plan(
     ))
     next_syncs = [{"kind": KINDS[index], "due_at": int(at), "season": due.season, "round": due.round}
                   for at, index, due in itertools.islice(listed, limit)]
-    windows = next(iter(runs.values())).windows
-    mode = mode_at(calendar, at_ts, windows)
-    live = None
-    if mode.live is not None:
-        live = {"season": mode.live.season, "round": mode.live.round, "session": mode.live.name,
-                "starts_at": mode.live.start_ts, "ends_at": mode.live.end_ts}
     intervals = dict(phases[0]["current_intervals"])
     seasons_interval = intervals.pop("seasons")
     return {
         "at": at_ts,
         "hours": hours,
         "mode": first_view.mode,
-        "is_race_weekend": mode.is_race_weekend,
-        "race_weekend": None if mode.race_round is None else {
-            "season": mode.race_round.season, "round": mode.race_round.round, "race_name": mode.race_round.race_name},
-        "live_session": live,
+        **_mode_now(calendar, at_ts, next(iter(runs.values())).windows),
         "current_intervals": intervals,
         "seasons_interval": seasons_interval,
-        "next_mode_change": next_mode_change(calendar, at_ts, windows),
-        "next_live_window": next_live_window_start(calendar, at_ts, windows),
         "season": first_view.season,
         "calendar_loaded": calendar is not None,
         "calendar_rounds": 0 if calendar is None else len(calendar.rounds),
