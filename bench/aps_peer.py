@@ -1,9 +1,12 @@
 """The scheduler peer: APScheduler 3.x ``BackgroundScheduler``, one ``IntervalTrigger`` per kind.
 
-Posts to the fetcher stand-in with ``requests`` (one session per pool
-thread, as our daemon has one per worker), coalescing and one instance per
-job, the fixed-rate grid APScheduler's interval trigger computes from its
-start date. The process also serves the bare HTTP server on ``PORT``, so a
+Posts to the fetcher stand-in with ``requests``, one ``requests.Session``
+per job (each job's calls reuse one keep-alive connection, as each of our
+workers does; a job never runs twice at once, so its session is never
+shared between threads), coalescing and one instance per job, the
+fixed-rate grid APScheduler's interval trigger computes from its start date.
+A peer calling ``requests.post`` without a session would open a connection
+per call and flatter us. The process also serves the bare HTTP server on ``PORT``, so a
 load test hammers a scheduler process of the same shape as ours.
 
 ``python bench/aps_peer.py FETCHER_URL PORT SEASON ROUND``; prints ``ready``; SIGTERM stops it.
@@ -25,13 +28,8 @@ from bare_server import serve_in_thread
 
 def main() -> int:
     fetcher_url, port, season, round_ = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-    local = threading.local()
 
-    def post(path: str) -> None:
-        session = getattr(local, "session", None)
-        if session is None:
-            session = local.session = requests.Session()
-            session.trust_env = False
+    def post(session: requests.Session, path: str) -> None:
         try:
             session.post(fetcher_url + path, timeout=(3, 300)).close()
         except requests.RequestException:
@@ -46,7 +44,9 @@ def main() -> int:
         ("standings", 0.25, f"/fetch/standings?season={season}"),
     )
     for name, interval_s, path in jobs:
-        scheduler.add_job(post, IntervalTrigger(seconds=interval_s), args=(path,), id=name)
+        session = requests.Session()
+        session.trust_env = False
+        scheduler.add_job(post, IntervalTrigger(seconds=interval_s), args=(session, path), id=name)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     scheduler.start()

@@ -34,7 +34,7 @@ from .clock import SystemClock
 from .config import Config, ConfigError, non_default_settings
 from .daemon import StartError, build_daemon, is_loopback, setup_process
 from .journal import under_journal
-from .plan import DEFAULT_HOURS, build_plan, parse_instant, render_json, render_text
+from .plan import DEFAULT_HOURS, DEFAULT_LIMIT, build_plan, parse_instant, render_json, render_text
 
 __all__ = ["main", "build_parser", "is_loopback"]  # is_loopback: the tests that start processes import it from here
 
@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="calendar file (Ergast or content-API JSON), or a bundled one by name: ergast-2026.json")
     plan.add_argument("--hours", type=float, default=DEFAULT_HOURS, help="window length in hours (default 48)")
     plan.add_argument("--json", action="store_true", help="print one JSON object")
+    plan.add_argument("--limit", type=int, default=DEFAULT_LIMIT,
+                      help=f"with --json, list the first N next syncs (default {DEFAULT_LIMIT}; all are counted)")
     plan.add_argument("--env-file", dest="plan_env_file", metavar="PATH", help="read variables from this .env file")
     client.add_commands(sub)
     return parser
@@ -167,9 +169,12 @@ def run_plan(args: argparse.Namespace, config: Config, out: TextIO | PipeSafe) -
     if not 0 < args.hours <= 24 * 366:
         print("scheduler-api: --hours must be from 0 to 8784", file=sys.stderr)
         return EXIT_CONFIG
+    if args.limit < 0:
+        print("scheduler-api: --limit must be 0 or more", file=sys.stderr)
+        return EXIT_CONFIG
     try:
         body = _plan_calendar(args.calendar, config)
-        plan = build_plan(config, body, at_ts, args.hours)
+        plan = build_plan(config, body, at_ts, args.hours, args.limit)
     except (OSError, ValueError) as exc:
         print(f"scheduler-api: calendar: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -267,7 +267,6 @@ def test_overrides_file_with_bom_and_notes_loads(tmp_path):
     assert overrides.entries[-1].start_ts == ts(2024, 11, 24, 6)
 
 
-@pytest.mark.xfail(strict=True, reason="plan and the Scheduler parse the calendar without CALENDAR_OVERRIDES yet")
 def test_plan_with_readme_override_reports_las_vegas_race_live_and_syncs_its_results(tmp_path):
     from scheduler_api.config import Config
     from scheduler_api.plan import build_plan
