@@ -13,7 +13,7 @@ from typing import Any, Mapping
 from .config import KINDS
 
 HISTORY_LIMIT = 500  # the history keeps the newest 500 sync records, in memory and on disk
-COUNTERS = ("failed", "retried", "coalesced", "skipped")
+COUNTERS = ("failed", "retried", "coalesced", "skipped", "caught_up")
 JSON_SEPARATORS = (",", ":")  # compact JSON, as in the state file
 
 

@@ -53,7 +53,7 @@ def test_save_round_trips_last_syncs_calendar_history_and_counters(path, clock):
     assert [r.kind for r in loaded.history] == ["seasons", "results", "rounds", "standings"]
     assert loaded.history[2].error == "HTTP 500: Failed to fetch rounds: boom"
     assert loaded.history[1].session == "race"
-    assert loaded.counters == {"failed": 1, "retried": 2, "coalesced": 1, "skipped": 0}
+    assert loaded.counters == {"failed": 1, "retried": 2, "coalesced": 1, "skipped": 0, "caught_up": 0}
 
 
 def test_saved_file_is_json_with_version_and_parameters(path, clock):
@@ -274,7 +274,7 @@ def test_invalid_history_records_are_dropped_one_by_one(path, clock, caplog):
 
     assert [r.finished_at for r in snap.history] == [T0, T0 + 9]
     assert snap.last_syncs == {"seasons": T0, "rounds": None, "results": None, "standings": None}
-    assert snap.counters == {"failed": 3, "retried": 0, "coalesced": 0, "skipped": 0}
+    assert snap.counters == {"failed": 3, "retried": 0, "coalesced": 0, "skipped": 0, "caught_up": 0}
     assert caplog.text.count("state history record dropped") == 3
     assert os.path.exists(path)  # a partly bad file is not corrupt
 

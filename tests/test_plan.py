@@ -15,7 +15,8 @@ def test_plan_during_abu_dhabi_race_reports_live_race_and_30s_intervals():
                                     "starts_at": ts("2026-12-06T13:00:00Z"), "ends_at": ts("2026-12-06T16:00:00Z")}
     assert plan["current_intervals"] == {"rounds": "30s", "results": "30s", "standings": "5m"}
     first = {s["kind"]: s for s in reversed(plan["next_syncs"])}
-    assert first["results"] == {"kind": "results", "due_at": ts("2026-12-06T13:30:00Z"), "season": 2026, "round": 23}
+    # catch-up at start, staggered: results is kind number 2, so it starts 2 x STAGGER (1 s) after the instant
+    assert first["results"] == {"kind": "results", "due_at": ts("2026-12-06T13:30:02Z"), "season": 2026, "round": 23}
     dues = [s["due_at"] for s in plan["next_syncs"]]
     assert dues == sorted(dues)
     results = [s["due_at"] for s in plan["next_syncs"] if s["kind"] == "results"]
@@ -30,7 +31,7 @@ def test_plan_off_season_names_abu_dhabi_weekend_as_next_mode_change():
     text = render_text(plan)
     assert "next mode change: 2026-12-03T21:30:00Z" in text
     rounds = [s["due_at"] for s in plan["next_syncs"] if s["kind"] == "rounds"]
-    assert rounds[:3] == [ts("2026-11-30T12:00:00Z"), ts("2026-11-30T12:30:00Z"), ts("2026-11-30T13:00:00Z")]
+    assert rounds[:3] == [ts("2026-11-30T12:00:01Z"), ts("2026-11-30T12:30:01Z"), ts("2026-11-30T13:00:01Z")]  # STAGGER
 
 
 def test_plan_without_calendar_is_off_season():

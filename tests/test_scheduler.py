@@ -230,6 +230,36 @@ def test_failed_sync_retries_with_backoff_never_past_next_slot(harness, recorder
     assert attempts == list(range(1, len(rounds) + 1))
 
 
+def test_failed_manual_trigger_never_ends_or_delays_the_scheduled_retry_chain(harness, mocked, clock, config):
+    calls: list[tuple[str, float]] = []
+    h = None
+
+    def fail(request):
+        manual = threading.current_thread().name == "manual"
+        calls.append(("manual" if manual else "schedule", clock.mono))
+        if manual:
+            clock.advance(5.0)
+            h.tick()  # the scheduled retry falls due while the manual trigger still runs
+        return 500, {}, json.dumps({"detail": "upstream down"})
+
+    mocked.assert_all_requests_are_fired = False
+    mocked.add_callback(responses.POST, re.compile(re.escape(FETCHER) + r"/fetch/rounds.*"), callback=fail)
+    mocked.add(responses.POST, re.compile(re.escape(FETCHER) + r"/fetch/(seasons|standings).*"), json={})
+    h = harness(config_=dataclasses.replace(config, seasons_interval_s=86400.0,
+                                            standings_interval_off_season_s=86400.0)).start()
+    h.tick()  # rounds attempt 1 fails: a retry is filed within a second or so
+    start = clock.mono
+    manual = threading.Thread(target=h.scheduler.trigger, args=(SyncKey("rounds", 2026),), name="manual")
+    manual.start()
+    manual.join(5)
+    h.run_until(start + 60)
+    kinds = [k for k, _ in calls]
+    assert kinds[:3] == ["schedule", "manual", "schedule"]  # the retry ran right after the failed trigger
+    assert calls[2][1] - start <= 6.0  # not at the next slot, 30 minutes later
+    attempts = [r.attempt for r in h.state.snapshot().history if r.kind == "rounds" and r.trigger == "schedule"]
+    assert attempts == [1, 2, 3]  # and the chain went on to RETRY_MAX_ATTEMPTS
+
+
 # -- overlap: skip and join ----------------------------------------------------
 
 class DeferredExecutor:
@@ -328,8 +358,10 @@ def test_calendar_loaded_at_start_and_refreshed_after_rounds_sync(mocked, record
     h = refreshing_harness(harness, config, rng, clock).start()
     h.tick()
     h.tick()
+    assert len([c for c in mocked.calls if c.request.method == "GET"]) == 1  # the start-up refresh
+    h.run_until(clock.mono + 300)  # the rounds sync asked for one: CALENDAR_MIN_REFRESH_INTERVAL later
     gets = [c for c in mocked.calls if c.request.method == "GET"]
-    assert len(gets) == 2  # the start-up refresh and the one after the rounds sync
+    assert len(gets) == 2
     view = h.state.snapshot().schedule
     assert view.calendar_loaded and view.calendar_rounds == 23
     assert h.state.snapshot().calendar.source == "http://calendar.test/2026.json"
@@ -351,9 +383,9 @@ def test_calendar_refresh_interval_is_one_hour(mocked, recorder, harness, config
     mocked.add(responses.GET, "http://calendar.test/2026.json", json=load_calendar("ergast-2026.json"))
     h = refreshing_harness(harness, config, rng, clock, rounds_interval_off_season_s=86400.0)
     h.start()
-    h.run_until(clock.mono + 2 * 3600 + 1)
+    h.run_until(clock.mono + 2 * 3600 + 301)
     gets = [c for c in mocked.calls if c.request.method == "GET"]
-    assert len(gets) == 4  # start, after the start-up rounds sync, +1h, +2h
+    assert len(gets) == 4  # start, 5 min later (asked by the start-up rounds sync), then every hour: 1h05, 2h05
 
 
 def test_calendar_file_is_read_before_catch_up_so_first_syncs_use_its_season(tmp_path, recorder, harness, config,
@@ -394,9 +426,9 @@ def test_unchanged_calendar_is_not_parsed_or_saved_again(mocked, recorder, harne
     caplog.set_level(logging.INFO, logger="scheduler_api")
     mocked.add(responses.GET, "http://calendar.test/2026.json", json=load_calendar("ergast-2026.json"))
     h = refreshing_harness(harness, config, rng, clock).start()
-    h.tick()  # start-up refresh, then the rounds sync asks for another
+    h.tick()  # start-up refresh, then the rounds sync asks for another (5 minutes later)
     first = h.state.snapshot().calendar
-    h.tick()
+    h.run_until(clock.mono + 300)
     assert len([c for c in mocked.calls if c.request.method == "GET"]) == 2
     assert h.state.snapshot().calendar is first
     assert "changed=yes" in caplog.text and "changed=no" in caplog.text
@@ -410,7 +442,8 @@ def test_refresh_asked_for_while_one_runs_happens_right_after_it(mocked, recorde
     scheduler.tick(clock.mono)  # queues the start-up refresh and the catch-up syncs
     refresh, syncs = executor.queue[0], executor.queue[1:]
     executor.queue = syncs
-    executor.run_all()  # the rounds sync succeeds while the refresh has not finished: it asks for another
+    executor.run_all()
+    scheduler.reload_calendar()  # SIGHUP while the refresh has not finished
     scheduler.tick(clock.mono)
     refresh(executor.client)
     scheduler.tick(clock.mono)  # the second refresh is due now, not in an hour
