@@ -449,3 +449,194 @@ def test_refresh_asked_for_while_one_runs_happens_right_after_it(mocked, recorde
     scheduler.tick(clock.mono)  # the second refresh is due now, not in an hour
     executor.run_all()
     assert len([c for c in mocked.calls if c.request.method == "GET"]) == 2
+
+
+# -- stagger -----------------------------------------------------------------------
+
+ONE_SECOND = dict(seasons_interval_s=1.0, rounds_interval_off_season_s=1.0, rounds_interval_race_weekend_s=1.0,
+                  results_interval_live_s=1.0, standings_interval_off_season_s=1.0,
+                  standings_interval_race_weekend_s=1.0, stagger_s=1.0)
+
+
+def _first_calls_after(recorder: Recorder, since_ts: float) -> dict[str, float]:
+    first: dict[str, float] = {}
+    for kind, _, at in recorder.calls:
+        if at >= since_ts:
+            first.setdefault(kind, at)
+    return first
+
+
+def _apart_by_at_least(times: dict[str, float], gap_s: float) -> bool:
+    ordered = sorted(times.values())
+    return all(later - earlier >= gap_s for earlier, later in zip(ordered, ordered[1:]))
+
+
+def test_stagger_offsets_each_kind_first_calls_after_a_sixty_second_outage(harness, recorder, clock, config):
+    clock.wall = ts("2026-12-06T13:30:00Z")  # Abu Dhabi race live: all four kinds run
+    h = harness(calendar=load_calendar("ergast-2026.json"),
+                config_=dataclasses.replace(config, **ONE_SECOND)).start()
+    started = clock.now_ts()
+    h.run_until(clock.mono + 5)
+    first = _first_calls_after(recorder, started)
+    assert sorted(first) == ["results", "rounds", "seasons", "standings"]
+    assert {k: at - started for k, at in first.items()} == {
+        "seasons": 0.0, "rounds": 0.25, "results": 0.5, "standings": 0.75}  # STAGGER capped at interval / 4
+    recorder.status = 500  # fetcher_service down for 60 s
+    h.run_until(clock.mono + 60)
+    recorder.status = 200
+    recovered = clock.now_ts()
+    h.run_until(clock.mono + 5)
+    first = _first_calls_after(recorder, recovered)
+    assert len(first) == 4 and _apart_by_at_least(first, 0.05)
+
+
+def test_stagger_spreads_catch_up_at_start_and_after_a_suspend(harness, recorder, clock, config):
+    clock.wall = ts("2026-12-06T13:30:00Z")
+    h = harness(calendar=load_calendar("ergast-2026.json"),
+                config_=dataclasses.replace(config, stagger_s=1.0)).start()
+    started = clock.now_ts()
+    h.run_until(clock.mono + 10)
+    first = _first_calls_after(recorder, started)
+    assert {k: at - started for k, at in first.items()} == {
+        "seasons": 0.0, "rounds": 1.0, "results": 2.0, "standings": 3.0}
+    assert h.state.snapshot().counters["caught_up"] == 4
+    clock.jump_wall(3600.0)  # suspended an hour: every kind is overdue
+    resumed = clock.now_ts()
+    h.run_until(clock.mono + 10)
+    assert _apart_by_at_least(_first_calls_after(recorder, resumed), 0.05)
+
+
+# -- the calendar's refresh budget ---------------------------------------------------
+
+class CountingSource:
+    """A calendar source serving the real 2026 calendar and counting its loads."""
+
+    file_path = None
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.body = load_calendar("ergast-2026.json")
+        self.loads: list[float] = []
+
+    def load(self, season: int):
+        from scheduler_api.calendar_parse import parse_calendar
+
+        self.loads.append(self.clock.now_ts())
+        return parse_calendar(self.body), self.body
+
+    def describe(self, season: int) -> str:
+        return "counting"
+
+
+def test_calendar_min_refresh_interval_keeps_race_weekend_to_twelve_gets_an_hour(harness, recorder, clock, config):
+    clock.wall = ts("2026-12-05T06:00:00Z")  # Abu Dhabi race weekend, rounds every 30 s
+    source = CountingSource(clock)
+    h = harness(config_=config, calendar_source=source).start()
+    start = clock.now_ts()
+    h.run_until(clock.mono + 3 * 3600)
+    assert h.state.snapshot().schedule.mode in ("race_weekend", "live_session")
+    assert len(recorder.times("rounds")) > 300
+    for hour_start in range(int(start), int(start) + 2 * 3600, 60):
+        assert sum(1 for at in source.loads if hour_start <= at < hour_start + 3600) <= 12
+    gaps = [b - a for a, b in zip(source.loads, source.loads[1:])]
+    assert min(gaps) >= 300
+
+
+# -- a kind turned off ---------------------------------------------------------------
+
+def test_kind_turned_off_is_never_scheduled_and_shows_no_next_sync(harness, recorder, clock, config):
+    clock.wall = ts("2026-12-06T13:30:00Z")
+    off = dataclasses.replace(config, fetch_paths={**config.fetch_paths, "standings": "off", "results": "off"})
+    h = harness(calendar=load_calendar("ergast-2026.json"), config_=off).start()
+    h.run_until(clock.mono + 3600)
+    assert not recorder.times("standings") and not recorder.times("results")
+    view = h.scheduler.view()
+    assert view.intervals_s["standings"] is None and view.next_syncs["standings"] is None
+    assert view.intervals_s["results"] is None and view.next_syncs["results"] is None
+
+
+# -- the schedule at request time ------------------------------------------------------
+
+def test_view_follows_a_forward_wall_clock_step_at_once(harness, recorder, clock):
+    h = harness().start()
+    h.tick()
+    clock.jump_wall(3 * 3600)  # a step forward: rounds and standings are overdue
+    view = h.scheduler.view()
+    now = int(clock.now_ts())
+    assert view.next_syncs["rounds"] == now and view.next_syncs["standings"] == now
+    clock.jump_wall(-3600)  # a step back moves nothing, and the view says so at once
+    assert h.scheduler.view().next_syncs["rounds"] == now - 3600
+
+
+# -- the concurrency bound ------------------------------------------------------------
+
+class BlockingClient:
+    """A SyncClient whose calls block until released; it measures how many run at once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running = self.most = 0
+        self.order: list[SyncKey] = []
+        self.release = threading.Semaphore(0)  # each release lets one call finish
+
+    def sync(self, key, session_name=None, before_send=None):
+        if before_send is not None:
+            before_send()
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.order.append(key)
+        self.release.acquire(timeout=10)
+        with self.lock:
+            self.running -= 1
+        from scheduler_api.fetcher import Outcome
+        return Outcome("ok", 200, None, 1)
+
+    def close(self) -> None:
+        pass
+
+
+def test_concurrency_bound_150_parallel_triggers_never_exceed_four_calls(clock, rng, config):
+    from scheduler_api.runner import Busy
+    from scheduler_api.workers import InlineExecutor
+
+    client = BlockingClient()
+    scheduler = Scheduler(config, State(), clock, InlineExecutor(client), lambda: client, rng)
+    keys = [SyncKey("results", 2000 + i // 100, i % 100) for i in range(150)]
+    answers: dict[SyncKey, str] = {}
+
+    def trigger(key):
+        try:
+            outcome, _ = scheduler.trigger(key)
+            answers[key] = outcome.outcome
+        except Busy:
+            answers[key] = "busy"
+
+    threads = []
+    for key in keys:  # one after the other, so arrival order is known
+        thread = threading.Thread(target=trigger, args=(key,))
+        thread.start()
+        threads.append(thread)
+        deadline = threading.Event()
+        for _ in range(500):
+            running, waiting = scheduler.call_counts()
+            if key in answers or running + waiting >= min(len(threads), 36):
+                break
+            deadline.wait(0.002)
+    assert scheduler.call_counts() == (4, 32)
+    for started in range(5, 37):  # finish one call at a time: its place goes to the first waiter
+        client.release.release()
+        for _ in range(500):
+            if len(client.order) >= started:
+                break
+            threading.Event().wait(0.002)
+        assert client.running <= 4
+    for _ in range(4):
+        client.release.release()
+    for thread in threads:
+        thread.join(10)
+    assert len(answers) == 150  # none lost
+    assert client.most == 4
+    assert sorted(answers.values()).count("busy") == 150 - 4 - 32
+    assert client.order == keys[:36]  # the waiting 32 were served in arrival order
+    assert all(answers[key] == "ok" for key in keys[:36])
