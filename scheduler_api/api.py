@@ -305,10 +305,10 @@ class App:
             for kind in ("rounds", "results", "standings")
         }
         mode: dict[str, Any] = {"name": view.mode, "season": view.season, "round": view.mode_round,
-                                "session": view.live_session}
+                                "session": view.live_session or view.settling_session}
         body = {
             "status": "running" if self.ticker_alive() else "stopped",
-            "is_race_weekend": view.mode in ("race_weekend", "live_session"),
+            "is_race_weekend": view.mode in ("race_weekend", "live_session") or view.mode_round is not None,
             "last_syncs": {kind: snap.last_syncs.get(kind) for kind in KINDS},
             "next_syncs": {kind: view.next_syncs.get(kind) for kind in KINDS},
             "current_intervals": intervals,

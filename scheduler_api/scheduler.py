@@ -2,7 +2,7 @@
 
 The rules for due times are in :mod:`scheduler_api.timetable`, the overlap
 policy and the running of one attempt in :mod:`scheduler_api.runner`, the
-live-window rule in :mod:`scheduler_api.race_calendar`, and the loop that
+live-window and results-settle rules in :mod:`scheduler_api.race_calendar`, and the loop that
 calls :meth:`Scheduler.tick` in :mod:`scheduler_api.ticker`. This module
 ties them together under one lock.
 """
@@ -139,7 +139,8 @@ class Scheduler:
         gate = CallGate(config.fetcher_max_concurrency)
         self._runner = Runner(clock, state, executor, client_factory, self._settle, health, gate)
         windows = Windows(
-            config.race_weekend_lead_s, config.race_weekend_tail_s, config.live_lead_s, config.live_tail_s
+            config.race_weekend_lead_s, config.race_weekend_tail_s, config.live_lead_s, config.live_tail_s,
+            config.results_settle_window_s,
         )
         self._modes = ModeTracker(None, windows, clock.now_ts())
         self._wall = WallClockWatch()
@@ -359,14 +360,15 @@ class Scheduler:
         return utc_year(now_ts)
 
     def _interval_for(self, kind: str, mode: Mode) -> float | None:
-        return self._config.interval_s(kind, mode.is_race_weekend, mode.live is not None)
+        return self._config.interval_s(kind, mode.is_race_weekend, mode.live is not None, mode.settling is not None)
 
     def _scheduled_key(self, kind: str, now_ts: float) -> SyncKey | None:
         if kind == "seasons":
             return SyncKey("seasons")
-        if kind == "results":
-            live = self._modes.mode.live
-            return None if live is None else SyncKey("results", live.season, live.round)
+        if kind == "results":  # the live session's round, else the round whose results settle
+            mode = self._modes.mode
+            session = mode.live or mode.settling
+            return None if session is None else SyncKey("results", session.season, session.round)
         return SyncKey(kind, self._season(now_ts))
 
     def _session_for(self, key: SyncKey) -> str | None:
@@ -440,6 +442,7 @@ class Scheduler:
             "mode change from=%s to=%s%s%s", old.name, mode.name,
             f" season={round_.season} round={round_.round}" if round_ else "",
             f" session={mode.live.name}" if mode.live else "",
+            f" settling={mode.settling.name} settling_round={mode.settling.round}" if mode.settling else "",
         )
         for kind, kt in self._kinds.items():
             if kt.change_interval(self._interval_for(kind, mode), now_mono):
@@ -467,6 +470,7 @@ class Scheduler:
             mode=mode.name,
             mode_round=mode.race_round.round if mode.race_round else None,
             live_session=mode.live.name if mode.live else None,
+            settling_session=mode.settling.name if mode.settling else None,
             next_mode_change_ts=modes.next_change_ts(now_ts),
             season=self._season(now_ts),
             in_flight=tuple(sorted(map(_flight_label, flying))) if flying else (),

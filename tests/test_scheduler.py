@@ -145,9 +145,10 @@ def test_results_paused_until_live_window_then_sync_live_round(harness, recorder
     assert h.state.snapshot().schedule.live_session == "race"
 
 
-def test_results_pause_again_after_live_tail(harness, recorder, clock):
+def test_results_pause_again_after_live_tail_when_settling_is_off(harness, recorder, clock, config):
     clock.wall = ts("2026-12-06T16:29:00Z")  # race 13:00 + 3h expected + 30m LIVE_TAIL = 16:30
-    h = harness(calendar=load_calendar("ergast-2026.json")).start()
+    no_settle = dataclasses.replace(config, results_settle_window_s=0.0)
+    h = harness(calendar=load_calendar("ergast-2026.json"), config_=no_settle).start()
     h.run_until(clock.mono + 120)
     results = recorder.times("results")
     assert results and max(results) < ts("2026-12-06T16:30:00Z")
@@ -170,7 +171,8 @@ def test_qatar_to_abu_dhabi_transition_on_real_2026_calendar(harness, recorder, 
     h.run_until(clock.mono + (ts("2026-12-03T21:31:00Z") - ts("2026-11-29T18:58:00Z")))
     assert modes == [
         ("live_session", 22, ts("2026-11-29T18:58:00Z")),
-        ("race_weekend", 22, ts("2026-11-29T19:30:00Z")),
+        ("results_settling", 22, ts("2026-11-29T19:30:00Z")),  # race 16:00 + 3h: settles until 01:00
+        ("race_weekend", 22, ts("2026-11-30T01:00:00Z")),
         ("off_season", None, ts("2026-11-30T07:00:00Z")),  # race end 19:00 + 12h tail
         ("race_weekend", 23, ts("2026-12-03T21:30:00Z")),  # Abu Dhabi FP1 09:30 - 12h lead
     ]
@@ -640,3 +642,48 @@ def test_concurrency_bound_150_parallel_triggers_never_exceed_four_calls(clock, 
     assert sorted(answers.values()).count("busy") == 150 - 4 - 32
     assert client.order == keys[:36]  # the waiting 32 were served in arrival order
     assert all(answers[key] == "ok" for key in keys[:36])
+
+
+# -- results settle ----------------------------------------------------------------------
+
+def test_results_settle_every_ten_minutes_for_six_hours_after_the_abu_dhabi_race(harness, recorder, clock):
+    # Abu Dhabi 2026 (round 23 in tests/data/ergast-2026.json), race 2026-12-06T13:00Z, expected end
+    # 16:00Z: live until 16:30 (LIVE_TAIL 30m), then results settle every 10 minutes until 22:00.
+    clock.wall = ts("2026-12-06T16:00:00Z")
+    h = harness(calendar=load_calendar("ergast-2026.json")).start()
+    h.run_until(clock.mono + (ts("2026-12-07T00:00:00Z") - ts("2026-12-06T16:00:00Z")))
+    results = [(q, at) for k, q, at in recorder.calls if k == "results"]
+    settling = [at for _, at in results if at >= ts("2026-12-06T16:30:00Z")]
+    assert {q for q, _ in results} == {"season=2026&round=23"}
+    assert settling[0] == ts("2026-12-06T16:30:00Z")
+    assert {b - a for a, b in zip(settling, settling[1:])} == {600}
+    assert settling[-1] == ts("2026-12-06T21:50:00Z")  # the last one before 16:00 + 6h
+    assert h.state.snapshot().schedule.intervals_s["results"] is None  # paused again after 22:00
+
+
+def test_results_settling_mode_names_the_session_and_reads_ten_minutes(harness, recorder, clock):
+    clock.wall = ts("2026-12-06T18:00:00Z")
+    h = harness(calendar=load_calendar("ergast-2026.json")).start()
+    h.tick()
+    view = h.scheduler.view()
+    assert (view.mode, view.mode_round, view.settling_session, view.live_session) == (
+        "results_settling", 23, "race", None)
+    assert view.intervals_s["results"] == 600.0 and view.intervals_s["rounds"] == 30.0  # still a race weekend
+
+
+def test_sprint_weekend_settle_after_the_sprint_then_qualifying_goes_live(harness, recorder, clock):
+    body = load_calendar("ergast-2026.json")
+    china = next(r for r in body["MRData"]["RaceTable"]["Races"] if r["round"] == "2")
+    sprint = ts(f"{china['Sprint']['date']}T{china['Sprint']['time']}")
+    quali = ts(f"{china['Qualifying']['date']}T{china['Qualifying']['time']}")
+    assert quali - 300 < sprint + 3600 + 6 * 3600  # qualifying goes live inside the sprint's settle window
+    clock.wall = sprint + 3600 + 1800  # the sprint's live window just ended
+    h = harness(calendar=body).start()
+    h.tick()
+    assert h.scheduler.view().settling_session == "sprint"
+    h.run_until(clock.mono + (quali - 300) - clock.now_ts())
+    view = h.scheduler.view()
+    assert (view.mode, view.live_session) == ("live_session", "qualifying")  # live wins
+    assert view.intervals_s["results"] == 30.0
+    h.run_until(clock.mono + (quali + 3600 + 1800) - clock.now_ts())
+    assert h.scheduler.view().settling_session == "qualifying"  # then qualifying's results settle
