@@ -21,6 +21,7 @@ from .durations import format_duration
 from .fetcher import Outcome, SyncKey
 from .health import FetcherHealth
 from .httphead import HttpError
+from .runner import BUSY_RETRY_AFTER_S, Busy
 from .scheduler import Scheduler
 from .state import State
 
@@ -198,6 +199,8 @@ class App:
             return (*route(request), {})
         except HttpError as exc:
             headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+            if exc.status == 429:
+                headers = {"Retry-After": str(BUSY_RETRY_AFTER_S)}
             return (*self.error(exc.status, exc.message), headers)
 
     # -- triggers --------------------------------------------------------
@@ -218,8 +221,13 @@ class App:
         route = TRIGGERS[kind]
         params = self._trigger_params(request, route.params)
         self._authorize(request)
+        if self.config.is_off(kind):
+            return self.error(409, f"{kind} syncs are turned off (FETCH_PATH_{kind.upper()}=off)")
         key = self._sync_key(kind, route.params, params)
-        outcome, _joined = self.scheduler.trigger(key)
+        try:
+            outcome, _joined = self.scheduler.trigger(key)
+        except Busy as exc:
+            raise HttpError(429, f"fetcher_service is busy: try again in {exc.retry_after_s}s") from None
         if outcome.ok:
             message = route.success.format(season=key.season, round=key.round)
             return 200, {"success": True, "message": message, "fetcher_called": True, "timestamp": self.now()}
@@ -296,14 +304,15 @@ class App:
             for kind, record in snap.last_failures.items()
         }
         intervals = {
-            kind: ("paused" if view.intervals_s.get(kind) is None else format_duration(view.intervals_s[kind]))
+            kind: ("off" if self.config.is_off(kind) else "paused" if view.intervals_s.get(kind) is None
+                   else format_duration(view.intervals_s[kind]))
             for kind in ("rounds", "results", "standings")
         }
         mode: dict[str, Any] = {"name": view.mode, "season": view.season, "round": view.mode_round,
-                                "session": view.live_session}
+                                "session": view.live_session or view.settling_session}
         body = {
             "status": "running" if self.ticker_alive() else "stopped",
-            "is_race_weekend": view.mode in ("race_weekend", "live_session"),
+            "is_race_weekend": view.mode in ("race_weekend", "live_session") or view.mode_round is not None,
             "last_syncs": {kind: snap.last_syncs.get(kind) for kind in KINDS},
             "next_syncs": {kind: view.next_syncs.get(kind) for kind in KINDS},
             "current_intervals": intervals,

@@ -274,8 +274,8 @@ def _exchange(
         )
     except requests.ConnectTimeout:
         raise CallTimeout(f"connect timeout after {min(connect_timeout_s, deadline_s):g}s", False) from None
-    except requests.Timeout:
-        raise timed_out() from None
+    except requests.Timeout:  # a read timeout: the request went out and no answer came in time
+        raise CallTimeout(f"deadline of {deadline_s:g}s passed", True) from None
     except (requests.RequestException, ValueError) as exc:
         if expired():
             raise timed_out() from None

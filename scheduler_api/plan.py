@@ -227,7 +227,7 @@ def _phases(runs: dict[str | None, _Run], end_ts: float) -> list[dict[str, Any]]
     for kind, run in runs.items():
         for from_ts, view in run.views:
             phase = starts.setdefault(from_ts, {
-                "mode": view.mode, "round": view.mode_round, "session": view.live_session,
+                "mode": view.mode, "round": view.mode_round, "session": view.live_session or view.settling_session,
                 "intervals": dict.fromkeys(KINDS),
             })
             if kind is not None:

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+logger = logging.getLogger(__name__)
+
 SESSION_NAMES: tuple[str, ...] = (
     "practice_1", "practice_2", "practice_3", "sprint_qualifying", "sprint", "qualifying", "race",
 )
@@ -29,6 +31,13 @@ SESSION_DURATION_S: Mapping[str, int] = MappingProxyType({
 MODE_LIVE = "live_session"
 MODE_RACE_WEEKEND = "race_weekend"
 MODE_OFF_SEASON = "off_season"
+MODE_SETTLING = "results_settling"
+
+#: Sessions whose results keep changing after they end (penalties, disqualifications): they settle.
+SETTLING_SESSIONS = frozenset({"qualifying", "sprint_qualifying", "sprint", "race"})
+#: A session flagged ``is_live`` counts as live at most this long past its live window, seconds
+#: (an allowance for delays and red flags); a stale flag never keeps the daemon live for weeks.
+LIVE_FLAG_ALLOWANCE_S = 10800
 
 
 @dataclass(frozen=True)
@@ -37,8 +46,10 @@ class Session:
 
     ``end_ts`` is the *expected* end: ``start_ts + SESSION_DURATION_S[name]``;
     a session without a time (``has_time`` false) lasts its whole UTC day,
-    00:00Z to the next 00:00Z. ``is_live`` comes from the content
-    API and makes the session live whatever the clock says.
+    00:00Z to the next 00:00Z. ``is_live`` comes from the content API and
+    makes the session live from its start − ``LIVE_LEAD`` until its expected
+    end + ``LIVE_TAIL`` + 3 h, whatever the clock says within that span;
+    outside it the flag is ignored (:func:`live_flag_window`).
     """
 
     season: int
@@ -97,6 +108,10 @@ def _session_order(session: Session) -> tuple[int, int]:
 class Windows:
     """Window margins, seconds; the defaults are 12h, 12h, 5m and 30m (see README, Configuration).
 
+    ``settle_window_s`` is ``RESULTS_SETTLE_WINDOW``: how long after a
+    qualifying's, sprint qualifying's, sprint's or race's expected end its
+    results keep settling (0, the default here, turns settling off).
+
     :raises ValueError: if a margin is negative or not finite.
     """
 
@@ -104,6 +119,7 @@ class Windows:
     race_weekend_tail_s: float = 43200
     live_lead_s: float = 300
     live_tail_s: float = 1800
+    settle_window_s: float = 0
 
     def __post_init__(self) -> None:
         for field_name, value in vars(self).items():
@@ -113,19 +129,22 @@ class Windows:
 
 @dataclass(frozen=True)
 class Mode:
-    """Where an instant falls: ``name`` is "live_session", "race_weekend" or "off_season".
+    """Where an instant falls: ``name`` is "live_session", "results_settling", "race_weekend" or "off_season".
 
-    ``race_round`` is the race weekend's round (also set when live), ``live`` the live session.
+    ``race_round`` is the race weekend's round (also set when live; set when
+    settling inside a weekend window), ``live`` the live session,
+    ``settling`` the session whose results settle.
     """
 
     name: str
     race_round: Round | None
     live: Session | None
+    settling: Session | None = None
 
     @property
     def is_race_weekend(self) -> bool:
-        """:returns: True for race_weekend and live_session (a live session always counts)."""
-        return self.name in (MODE_RACE_WEEKEND, MODE_LIVE)
+        """:returns: True inside a race weekend (a live session always counts)."""
+        return self.race_round is not None
 
 
 # --------------------------------------------------------------------------- windows
@@ -144,14 +163,48 @@ def live_window(session: Session, windows: Windows) -> tuple[float, float]:
     return session.start_ts - windows.live_lead_s, session.end_ts + windows.live_tail_s
 
 
+def live_flag_window(session: Session, windows: Windows) -> tuple[float, float]:
+    """:returns: where an ``is_live`` flag counts, ``[start - live lead, expected end + live tail + 3 h)``,
+    UTC unix seconds."""
+    return session.start_ts - windows.live_lead_s, session.end_ts + windows.live_tail_s + LIVE_FLAG_ALLOWANCE_S
+
+
+def settle_window(session: Session, windows: Windows) -> tuple[float, float]:
+    """:returns: when the session's results settle, ``[end of its live window, expected end + settle window)``,
+    UTC unix seconds; empty (start >= end) when settling is off or the session does not settle."""
+    start = session.end_ts + windows.live_tail_s
+    if session.name not in SETTLING_SESSIONS or not windows.settle_window_s:
+        return start, start
+    return start, session.end_ts + windows.settle_window_s
+
+
+def ignored_live_flags(calendar: Calendar | None, now_ts: float, windows: Windows) -> list[Session]:
+    """:returns: the sessions flagged ``is_live`` whose flag does not count at ``now_ts`` (outside
+    :func:`live_flag_window`)."""
+    if calendar is None:
+        return []
+    return [s for r in calendar.rounds for s in r.sessions
+            if s.is_live and not _contains(live_flag_window(s, windows), now_ts)]
+
+
+def _is_live(session: Session, now_ts: float, windows: Windows) -> bool:
+    if _contains(live_window(session, windows), now_ts):
+        return True
+    return session.is_live and _contains(live_flag_window(session, windows), now_ts)
+
+
 def mode_at(calendar: Calendar | None, now_ts: float, windows: Windows) -> Mode:
     """Place an instant in the calendar. Windows are half-open ``[start, end)``.
 
-    A session is live inside its live window or whenever it is flagged ``is_live``;
-    if several are live the one that started last wins. Otherwise the instant is a
-    race weekend if it lies in a round's weekend window (overlapping windows: the
-    round that started last). With no calendar the mode is off_season. See README,
-    What it does, for the windows' defaults.
+    A session is live inside its live window, or when flagged ``is_live``
+    within :func:`live_flag_window`; if several are live the one that
+    started last wins. Otherwise, when a qualifying, sprint qualifying,
+    sprint or race ended its live window less than the settle window after
+    its expected end, its results settle (live wins over settling; if
+    several settle, the one that ended last). Otherwise the instant is a
+    race weekend if it lies in a round's weekend window (overlapping
+    windows: the round that started last). With no calendar the mode is
+    off_season. See README, What it does, for the windows' defaults.
 
     Scans the whole calendar; :class:`ModeTracker` caches the answer between boundaries.
 
@@ -162,14 +215,18 @@ def mode_at(calendar: Calendar | None, now_ts: float, windows: Windows) -> Mode:
     """
     if calendar is None:
         return Mode(MODE_OFF_SEASON, None, None)
-    live = [(r, s) for r in calendar.rounds for s in r.sessions
-            if s.is_live or _contains(live_window(s, windows), now_ts)]
+    live = [(r, s) for r in calendar.rounds for s in r.sessions if _is_live(s, now_ts, windows)]
     if live:
         round_, session = max(live, key=lambda pair: _started_last(pair[1]))
         return Mode(MODE_LIVE, round_, session)
     weekends = [r for r in calendar.rounds if _contains(weekend_window(r, windows), now_ts)]
-    if weekends:
-        return Mode(MODE_RACE_WEEKEND, max(weekends, key=lambda r: (r.first_start_ts, r.round)), None)
+    weekend = max(weekends, key=lambda r: (r.first_start_ts, r.round)) if weekends else None
+    if windows.settle_window_s:
+        settling = [s for r in calendar.rounds for s in r.sessions if _contains(settle_window(s, windows), now_ts)]
+        if settling:
+            return Mode(MODE_SETTLING, weekend, None, max(settling, key=lambda s: (s.end_ts, _started_last(s))))
+    if weekend is not None:
+        return Mode(MODE_RACE_WEEKEND, weekend, None)
     return Mode(MODE_OFF_SEASON, None, None)
 
 
@@ -191,6 +248,11 @@ def _boundaries(calendar: Calendar | None, windows: Windows) -> list[float]:
         edges.update(weekend_window(round_, windows))
         for session in round_.sessions:
             edges.update(live_window(session, windows))
+            start, end = settle_window(session, windows)
+            if start < end:
+                edges.add(end)
+            if session.is_live:
+                edges.add(live_flag_window(session, windows)[1])
     return sorted(edges)
 
 
@@ -211,7 +273,8 @@ def next_mode_change(calendar: Calendar | None, now_ts: float, windows: Windows)
     """The earliest weekend or live window boundary strictly after ``now_ts``.
 
     A boundary may not change the mode (e.g. a live window ending inside another);
-    callers simply re-evaluate :func:`mode_at` then. ``is_live`` flags have no boundary.
+    callers simply re-evaluate :func:`mode_at` then. Settle windows and the end of
+    an ``is_live`` flag's span are boundaries too.
 
     :param calendar: the calendar, or None.
     :param now_ts: the instant, UTC unix seconds.
@@ -257,19 +320,22 @@ def mode_ident(mode: Mode) -> tuple:
         mode.name,
         (mode.race_round.season, mode.race_round.round) if mode.race_round else None,
         (mode.live.name, mode.live.start_ts) if mode.live else None,
+        (mode.settling.round, mode.settling.name, mode.settling.start_ts) if mode.settling else None,
     )
 
 
 class ModeTracker:
     """The current mode and the next window boundary, recomputed only when a boundary passes.
 
-    The mode is constant between two consecutive window edges (``is_live``
-    flags do not depend on the clock), so :meth:`update` scans the calendar
+    The mode is constant between two consecutive window edges (live, settle,
+    weekend and ``is_live`` span edges), so :meth:`update` scans the calendar
     (:func:`mode_at`) only when ``now_ts`` leaves the span between the edges
     around the last evaluation; otherwise it costs O(1). The boundary
     queries bisect the sorted edges, O(log n). The edges are sorted once per
     calendar. The wall clock may step backward: any instant outside the
-    cached span is simply evaluated afresh.
+    cached span is simply evaluated afresh. An ``is_live`` flag found
+    outside its span is warned about once per session (naming the round
+    and session), not at every evaluation.
 
     Not thread-safe: the scheduler calls it under its lock.
 
@@ -284,6 +350,7 @@ class ModeTracker:
         self._edges = _boundaries(calendar, windows)
         self._live_starts = _live_starts(calendar, windows)
         self._span = (math.inf, -math.inf)  # [from, until) in which ``mode`` holds; empty: evaluate
+        self._warned: set[tuple[int, int, str, int]] = set()  # is_live flags already warned about
         self.mode = self._evaluate(now_ts)
 
     @property
@@ -325,4 +392,10 @@ class ModeTracker:
         start = self._edges[index - 1] if index > 0 else -math.inf
         end = self._edges[index] if index < len(self._edges) else math.inf
         self._span = (start, end)
+        for session in ignored_live_flags(self._calendar, now_ts, self.windows):
+            ident = (session.season, session.round, session.name, session.start_ts)
+            if ident not in self._warned:
+                self._warned.add(ident)
+                logger.warning("calendar is_live flag ignored season=%d round=%d session=%s: outside its "
+                               "session's live window + 3h", session.season, session.round, session.name)
         return mode_at(self._calendar, now_ts, self.windows)

@@ -10,6 +10,7 @@ the outcome. See README, What it does (Overlap).
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 from typing import Callable, NamedTuple, Protocol
@@ -37,12 +38,16 @@ class Flight:
     The outcome is guarded by a plain lock held from creation until
     :meth:`resolve`; waiters take and drop it in turn. (A lock costs a tenth
     of an :class:`threading.Event`, and ``plan`` creates one per sync.)
+
+    :param manual: True for a manual trigger's flight (a scheduled attempt
+        finding it running waits for it instead of being skipped).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, manual: bool = False) -> None:
         self._pending = threading.Lock()
         self._pending.acquire()
         self._outcome: Outcome | None = None
+        self.manual = manual
 
     def resolve(self, outcome: Outcome) -> None:
         """Hand ``outcome`` to everyone waiting; call once."""
@@ -74,7 +79,7 @@ class Flights:
         self._flights: dict[SyncKey, Flight] = {}
 
     def start(self, key: SyncKey) -> Flight | None:
-        """:returns: a new flight for ``key``, or None if one is already under way (skip)."""
+        """:returns: a new (scheduled) flight for ``key``, or None if one is already under way."""
         with self._lock:
             if key in self._flights:
                 return None
@@ -82,13 +87,18 @@ class Flights:
             return flight
 
     def join(self, key: SyncKey) -> tuple[Flight, bool]:
-        """:returns: ``(flight, True)`` joining the one under way, else ``(a new flight, False)``."""
+        """:returns: ``(flight, True)`` joining the one under way, else ``(a new manual flight, False)``."""
         with self._lock:
             flight = self._flights.get(key)
             if flight is not None:
                 return flight, True
-            flight = self._flights[key] = Flight()
+            flight = self._flights[key] = Flight(manual=True)
             return flight, False
+
+    def get(self, key: SyncKey) -> Flight | None:
+        """:returns: ``key``'s flight under way, or None."""
+        with self._lock:
+            return self._flights.get(key)
 
     def end(self, key: SyncKey) -> None:
         """Forget ``key``'s flight: a new sync of it may start. Its joiners still get the outcome."""
@@ -99,6 +109,106 @@ class Flights:
         """:returns: the keys in flight now."""
         with self._lock:
             return tuple(self._flights)
+
+
+#: At most this many manual triggers wait for a place at once; one more is refused (429).
+MAX_WAITING_TRIGGERS = 32
+#: The ``Retry-After`` a refused manual trigger is told, seconds.
+BUSY_RETRY_AFTER_S = 5
+
+
+class Busy(Exception):
+    """A manual trigger found every place for a fetcher call taken and too many triggers waiting.
+
+    Nothing was called; the api answers 429 with ``Retry-After``.
+
+    :param retry_after_s: when to try again, seconds.
+    """
+
+    def __init__(self, retry_after_s: int = BUSY_RETRY_AFTER_S) -> None:
+        super().__init__(f"fetcher_service is busy: try again in {retry_after_s}s")
+        self.retry_after_s = retry_after_s
+
+
+class Ticket:
+    """One place for a fetcher call, granted now or later by a :class:`CallGate`. Thread-safe."""
+
+    __slots__ = ("_granted",)
+
+    def __init__(self) -> None:
+        self._granted = threading.Lock()
+        self._granted.acquire()
+
+    def grant(self) -> None:
+        """Let the holder call (once)."""
+        self._granted.release()
+
+    def wait(self) -> None:
+        """Block until the place is granted."""
+        with self._granted:
+            pass
+
+
+class CallGate:
+    """The concurrency bound: at most ``limit`` fetcher calls in flight, scheduled and manual together.
+
+    A call that finds every place taken waits for one. Waiting scheduled
+    syncs go first, in arrival order: there are at most four of them (one
+    per kind), and a flood of manual triggers must not push a kind's slot
+    back. Manual triggers then wait in arrival order, at most
+    ``max_waiting`` of them; one more is refused with :class:`Busy` and
+    calls nothing. A scheduled sync is never refused and never skipped
+    because of the bound. Health probes and calendar GETs do not pass the
+    gate (they are not fetcher syncs, and a probe must answer while syncs
+    are busy). A freed place is handed straight to the first waiter.
+
+    All methods are thread-safe; only :meth:`Ticket.wait` blocks.
+
+    :param limit: ``FETCHER_MAX_CONCURRENCY`` (>= 1).
+    :param max_waiting: how many manual triggers may wait.
+    """
+
+    def __init__(self, limit: int, max_waiting: int = MAX_WAITING_TRIGGERS) -> None:
+        self._lock = threading.Lock()
+        self._limit = limit
+        self._max_waiting = max_waiting
+        self._busy = 0
+        self._scheduled: collections.deque[Ticket] = collections.deque()
+        self._manual: collections.deque[Ticket] = collections.deque()
+
+    def ticket(self, manual: bool) -> Ticket:
+        """Take a place, or a place in the queue; never blocks.
+
+        :param manual: True for a manual trigger, False for a scheduled sync.
+        :returns: a ticket to :meth:`Ticket.wait` on, then :meth:`release` after the call.
+        :raises Busy: for a manual trigger when ``max_waiting`` triggers wait already.
+        """
+        ticket = Ticket()
+        with self._lock:
+            if self._busy < self._limit:
+                self._busy += 1
+                ticket.grant()
+            elif not manual:
+                self._scheduled.append(ticket)
+            elif len(self._manual) < self._max_waiting:
+                self._manual.append(ticket)
+            else:
+                raise Busy()
+        return ticket
+
+    def release(self) -> None:
+        """Give a place back after a call: to the first waiter, if any."""
+        with self._lock:
+            queue = self._scheduled or self._manual
+            if queue:
+                queue.popleft().grant()
+            else:
+                self._busy -= 1
+
+    def counts(self) -> tuple[int, int]:
+        """:returns: ``(calls in flight, triggers and syncs waiting)``."""
+        with self._lock:
+            return self._busy, len(self._scheduled) + len(self._manual)
 
 
 class Attempt(NamedTuple):
@@ -149,7 +259,15 @@ class SyncWork(NamedTuple):
 
 
 class Runner:
-    """Runs attempts: waits for the due time, calls the fetcher, settles, records and logs.
+    """Runs attempts: waits for the due time and a place, calls the fetcher, settles, records and logs.
+
+    Every attempt passes the :class:`CallGate` (the concurrency bound). A
+    scheduled attempt takes its place once its due time came, and if every
+    place is taken it waits on its worker, ahead of waiting manual
+    triggers: it is never skipped because of the bound (the pool has a
+    worker for each kind, so waiting costs no other kind its worker). A
+    manual trigger takes its ticket before it runs (:meth:`ticket`), so a
+    full queue refuses it before anything is called.
 
     An exception from the client (a bug) becomes a failed outcome and is
     logged with its traceback; it never escapes. All methods are
@@ -161,11 +279,12 @@ class Runner:
     :param client_factory: builds a client for an attempt run on the caller's thread.
     :param settle: the scheduler's bookkeeping, called once per attempt before it is recorded.
     :param health: fetcher connectivity, told of every exchange, or None.
+    :param gate: the concurrency bound, or None for no bound.
     """
 
     def __init__(
         self, clock: Clock, state: State, executor: Executor, client_factory: Callable[[], SyncClient],
-        settle: Settle, health: FetcherHealth | None = None,
+        settle: Settle, health: FetcherHealth | None = None, gate: CallGate | None = None,
     ) -> None:
         self._clock = clock
         self._state = state
@@ -173,6 +292,7 @@ class Runner:
         self._client_factory = client_factory
         self._settle = settle
         self._health = health
+        self._gate = gate
         self._release = threading.Event()
 
     def release(self) -> None:
@@ -187,27 +307,55 @@ class Runner:
         """Hand other work (a calendar refresh) to the executor."""
         self._executor.submit(work)
 
-    def run_here(self, attempt: Attempt) -> None:
-        """Run ``attempt`` in the calling thread with a client of its own, closed afterwards."""
-        client = self._client_factory()
+    def ticket(self) -> Ticket | None:
+        """A manual trigger's place at the gate, taken in arrival order; never blocks.
+
+        :returns: the ticket to pass to :meth:`run_here`, or None without a gate.
+        :raises Busy: when every place is taken and the queue of triggers is full.
+        """
+        return None if self._gate is None else self._gate.ticket(manual=True)
+
+    def call_counts(self) -> tuple[int, int]:
+        """:returns: ``(fetcher calls in flight, waiting)`` under the gate; ``(0, 0)`` without one."""
+        return (0, 0) if self._gate is None else self._gate.counts()
+
+    def run_here(self, attempt: Attempt, ticket: Ticket | None = None) -> None:
+        """Run ``attempt`` in the calling thread with a client of its own, closed afterwards.
+
+        :param ticket: the place taken with :meth:`ticket` (waited for here), or None.
+        """
         try:
-            self.run(client, attempt)
+            if ticket is not None:
+                ticket.wait()
+            client = self._client_factory()
+        except BaseException:
+            if ticket is not None:
+                self._gate.release()
+            raise
+        try:
+            self.run(client, attempt, ticket)
         finally:
             client.close()
 
-    def run(self, client: SyncClient, attempt: Attempt) -> None:
+    def run(self, client: SyncClient, attempt: Attempt, ticket: Ticket | None = None) -> None:
         """Run ``attempt`` with ``client`` in the calling thread, then resolve its flight.
 
         :param client: the worker's (or the manual trigger's) client.
         :param attempt: what to run.
+        :param ticket: a place at the gate granted already (manual triggers);
+            None to take one once the due time came (scheduled attempts).
         """
         started_ts = [self._clock.now_ts()]
+        placed = [ticket is not None]
 
         def wait_for_due_time() -> None:
             if attempt.due_mono is not None:
                 delay_s = attempt.due_mono - self._clock.monotonic()
                 if delay_s > 0:
                     self._release.wait(delay_s)  # set at shutdown: send at once rather than wait
+            if self._gate is not None and not placed[0]:
+                self._gate.ticket(manual=False).wait()
+                placed[0] = True
             started_ts[0] = self._clock.now_ts()
 
         try:
@@ -215,6 +363,13 @@ class Runner:
         except Exception as exc:
             logger.exception("sync internal error %s", attempt.key.log_fields())
             outcome = Outcome("failed", None, f"internal error: {type(exc).__name__}", 0)
+        finally:
+            if self._gate is not None and placed[0]:
+                self._gate.release()
+        self._finish(attempt, outcome, started_ts[0])
+
+    def _finish(self, attempt: Attempt, outcome: Outcome, started_ts: float) -> None:
+        """Settle, resolve the flight, record and log one finished attempt."""
         now_mono, now_ts = self._clock.monotonic(), self._clock.now_ts()
         settled = self._settle(attempt, outcome, now_mono, now_ts)
         attempt.flight.resolve(outcome)
@@ -225,7 +380,7 @@ class Runner:
             kind=key.kind, season=key.season, round=key.round, session=attempt.session_name,
             trigger=attempt.trigger, outcome=outcome.outcome, attempt=attempt.number,
             http_status=outcome.http_status, duration_ms=outcome.duration_ms,
-            started_at=int(started_ts[0]), finished_at=int(now_ts), error=outcome.error,
+            started_at=int(started_ts), finished_at=int(now_ts), error=outcome.error,
         )
         self._state.record(record, counts_as_last_sync=settled.counts_as_last_sync)
         self._state.publish_schedule(settled.view)

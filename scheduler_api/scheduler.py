@@ -2,7 +2,7 @@
 
 The rules for due times are in :mod:`scheduler_api.timetable`, the overlap
 policy and the running of one attempt in :mod:`scheduler_api.runner`, the
-live-window rule in :mod:`scheduler_api.race_calendar`, and the loop that
+live-window and results-settle rules in :mod:`scheduler_api.race_calendar`, and the loop that
 calls :meth:`Scheduler.tick` in :mod:`scheduler_api.ticker`. This module
 ties them together under one lock.
 """
@@ -21,9 +21,9 @@ from .fetcher import Outcome, SyncClient, SyncKey
 from .health import FetcherHealth
 from .calendar_parse import parse_calendar
 from .race_calendar import Mode, ModeTracker, Windows, latest_round
-from .runner import Attempt, Executor, Flights, Runner, Settled
+from .runner import Attempt, Busy, CallGate, Executor, Flights, Runner, Settled
 from .state import CalendarRecord, ScheduleView, State
-from .timetable import CLOCK_JUMP_TOLERANCE_S, DueHeap, DueKey, KindTimetable, WallClockWatch
+from .timetable import TIMEOUT, CLOCK_JUMP_TOLERANCE_S, DueHeap, DueKey, KindTimetable, WallClockWatch, failure_class
 
 logger = logging.getLogger(__name__)
 
@@ -34,21 +34,30 @@ _CALENDAR = DueKey("calendar refresh")  # heap key of the next calendar refresh
 
 
 class _CalendarRefresh:
-    """Where the calendar comes from and whether a refresh runs; one refresh at a time.
+    """Where the calendar comes from, whether a refresh runs, and when the next is filed.
 
-    A refresh asked for while one runs is not started beside it: it runs
-    once more right after. Guarded by the scheduler's lock.
+    One refresh at a time: a refresh asked for while one runs is not
+    started beside it: it runs once more right after. A refresh asked for by
+    a successful rounds sync starts no sooner than ``min_interval_s``
+    (``CALENDAR_MIN_REFRESH_INTERVAL``) after the previous refresh started,
+    so 30 s rounds syncs on a race weekend read the calendar at most every
+    5 minutes. Guarded by the scheduler's lock.
 
     :param source: the calendar source, or None to keep what the state holds.
+    :param min_interval_s: least time between the start of a refresh and one asked for by a rounds sync, seconds.
     """
 
-    def __init__(self, source: CalendarSource | None) -> None:
+    def __init__(self, source: CalendarSource | None, min_interval_s: float = 0.0) -> None:
         self.source = source
+        self.min_interval_s = min_interval_s
+        self.started_mono: float | None = None
+        self.filed_mono: float | None = None  # the refresh waiting in the heap, if any
         self._busy = False
         self._again = False
 
     def begin(self) -> bool:
-        """:returns: True if a refresh should start now; False if one runs (it then runs again after)."""
+        """The filed refresh is due. :returns: True if it should start now; False if one runs (it then runs again after)."""
+        self.filed_mono = None
         if self._busy:
             self._again = True
             return False
@@ -59,6 +68,15 @@ class _CalendarRefresh:
         """:returns: True if another refresh was asked for while this one ran."""
         again, self._busy, self._again = self._again, False, False
         return again
+
+    def after_rounds(self, now_mono: float) -> float | None:
+        """A rounds sync succeeded: when to refresh (monotonic seconds), or None when one is filed as early already."""
+        due_mono = now_mono
+        if self.started_mono is not None:
+            due_mono = max(now_mono, self.started_mono + self.min_interval_s)
+        if self.filed_mono is not None and self.filed_mono <= due_mono:
+            return None
+        return due_mono
 
 
 class Scheduler:
@@ -116,15 +134,17 @@ class Scheduler:
         self._dispatch_lead_s = dispatch_lead_s
         self._lock = threading.Lock()
         self._heap = DueHeap()
-        self._kinds = {kind: KindTimetable(kind) for kind in KINDS}
+        self._kinds = {kind: KindTimetable(kind, index=i, stagger_s=config.stagger_s) for i, kind in enumerate(KINDS)}
         self._flights = Flights()
-        self._runner = Runner(clock, state, executor, client_factory, self._settle, health)
+        gate = CallGate(config.fetcher_max_concurrency)
+        self._runner = Runner(clock, state, executor, client_factory, self._settle, health, gate)
         windows = Windows(
-            config.race_weekend_lead_s, config.race_weekend_tail_s, config.live_lead_s, config.live_tail_s
+            config.race_weekend_lead_s, config.race_weekend_tail_s, config.live_lead_s, config.live_tail_s,
+            config.results_settle_window_s,
         )
         self._modes = ModeTracker(None, windows, clock.now_ts())
         self._wall = WallClockWatch()
-        self._refresh = _CalendarRefresh(calendar_source)
+        self._refresh = _CalendarRefresh(calendar_source, config.calendar_min_refresh_interval_s)
 
     @property
     def windows(self) -> Windows:
@@ -137,8 +157,9 @@ class Scheduler:
         """Load the calendar and last syncs from ``state`` and set the first due times.
 
         Catch-up at start: a kind never synced, or whose last sync is older
-        than its interval, is due now; a persisted last sync in the future is
-        ignored. A calendar refresh is due now if a source is set; a
+        than its interval, is due now (kind number *i* at now + *i* ×
+        ``STAGGER``) and counted in ``counters.caught_up``; a persisted last
+        sync in the future is ignored; a kind turned off gets no slot. A calendar refresh is due now if a source is set; a
         ``CALENDAR_FILE`` is read at once, before the first due times are
         set, so the catch-up syncs already use the calendar's season.
         """
@@ -166,17 +187,20 @@ class Scheduler:
             self._wall.reset(now_mono, now_ts)
             self._modes.update(now_ts)
             mode = self._modes.mode
+            caught_up = 0
             for kind, kt in self._kinds.items():
-                if kt.catch_up(self._interval_for(kind, mode), now_mono):
-                    self._file_slot(kt)
+                caught_up += kt.catch_up(self._interval_for(kind, mode), now_mono)
+                self._file_slot(kt)
             if source is not None and not local_file:
-                self._heap.schedule(_CALENDAR, now_mono)
+                self._file_refresh(now_mono)
             loaded = self._modes.calendar is not None
             view = self._view(now_mono, now_ts)
         logger.info(
             "scheduler started mode=%s calendar=%s season=%s",
             mode.name, "loaded" if loaded else ("pending" if source else "none"), view.season,
         )
+        if caught_up:
+            self._state.count("caught_up", caught_up)
         self._state.publish_schedule(view)
 
     # -- the ticker ------------------------------------------------------
@@ -195,11 +219,7 @@ class Scheduler:
         """
         now_ts = self._clock.now_ts()
         with self._lock:
-            forward_s = self._wall.forward_s(now_mono, now_ts)
-            if forward_s:
-                for kt in self._kinds.values():
-                    if kt.shift(forward_s, now_mono):
-                        self._file_slot(kt)
+            self._follow_wall_clock(now_mono, now_ts)
             self._apply_mode(now_mono, now_ts)
             attempts, refresh = self._pop_due(now_mono, now_ts)
             view = None if attempts else self._view(now_mono, now_ts)
@@ -247,7 +267,8 @@ class Scheduler:
                 self._file_slot(kt)
                 self._collect(kt.kind, 1, now_ts, entry.due_mono, attempts)
             else:
-                self._state.count("retried")
+                if kt.retry_attempt > 1:  # not a slot's first attempt held behind a manual trigger
+                    self._state.count("retried")
                 self._collect(kt.kind, kt.retry_attempt, now_ts, entry.due_mono, attempts)
         return attempts, refresh
 
@@ -258,7 +279,7 @@ class Scheduler:
     def reload_calendar(self) -> None:
         """Refresh the calendar now (SIGHUP)."""
         with self._lock:
-            self._heap.schedule(_CALENDAR, self._clock.monotonic())
+            self._file_refresh(self._clock.monotonic())
         self._wake()
 
     # -- manual triggers -------------------------------------------------
@@ -267,20 +288,54 @@ class Scheduler:
         """Run a manual sync now in the calling thread and wait for its outcome.
 
         If the same key is already in flight the call joins it and returns
-        its outcome: no second fetcher call. A success with the scheduled
-        parameters counts as the kind's sync: last = now, next = now + interval.
+        its outcome: no second fetcher call. Otherwise it waits, in arrival
+        order, for a place under the concurrency bound
+        (``FETCHER_MAX_CONCURRENCY``). A success with the scheduled
+        parameters counts as the kind's sync: last = now, next = now +
+        interval. A failure never ends or delays the kind's scheduled
+        retries.
 
         :param key: what to sync.
         :returns: ``(outcome, joined)``.
+        :raises Busy: when every place is taken and 32 triggers wait already; nothing was called.
         """
         with self._lock:
             flight, joined = self._flights.join(key)
+            ticket = None
+            if not joined:
+                try:
+                    ticket = self._runner.ticket()
+                except Busy:
+                    self._flights.end(key)  # nobody saw it: joining happens under this lock
+                    raise
             session_name = self._session_for(key)
             view = None if joined else self._view(self._clock.monotonic(), self._clock.now_ts())
         if view is not None:
             self._state.publish_schedule(view)
-            self._runner.run_here(Attempt(key, session_name, "manual", 1, flight))
+            self._runner.run_here(Attempt(key, session_name, "manual", 1, flight), ticket)
         return flight.wait(), joined
+
+    def view(self) -> ScheduleView:
+        """The schedule as of now, for a reader that must not wait for the next tick (``/status``).
+
+        A wall clock that jumped forward is followed at once, as the next tick
+        would (overdue syncs become due now, and the ticker is woken), so
+        next due times are right straight after a step. Cheap: no calendar
+        scan, no I/O.
+
+        :returns: the schedule, next due times in UTC unix seconds against the clock now.
+        """
+        with self._lock:
+            now_mono, now_ts = self._clock.monotonic(), self._clock.now_ts()
+            moved = self._follow_wall_clock(now_mono, now_ts)
+            view = self._view(now_mono, now_ts)
+        if moved:
+            self._wake()
+        return view
+
+    def call_counts(self) -> tuple[int, int]:
+        """:returns: ``(fetcher calls in flight, syncs and triggers waiting for a place)`` under the bound."""
+        return self._runner.call_counts()
 
     def current_season(self) -> int:
         """:returns: the season scheduled syncs use: the calendar's, else the UTC year of now."""
@@ -306,14 +361,15 @@ class Scheduler:
         return utc_year(now_ts)
 
     def _interval_for(self, kind: str, mode: Mode) -> float | None:
-        return self._config.interval_s(kind, mode.is_race_weekend, mode.live is not None)
+        return self._config.interval_s(kind, mode.is_race_weekend, mode.live is not None, mode.settling is not None)
 
     def _scheduled_key(self, kind: str, now_ts: float) -> SyncKey | None:
         if kind == "seasons":
             return SyncKey("seasons")
-        if kind == "results":
-            live = self._modes.mode.live
-            return None if live is None else SyncKey("results", live.season, live.round)
+        if kind == "results":  # the live session's round, else the round whose results settle
+            mode = self._modes.mode
+            session = mode.live or mode.settling
+            return None if session is None else SyncKey("results", session.season, session.round)
         return SyncKey(kind, self._season(now_ts))
 
     def _session_for(self, key: SyncKey) -> str | None:
@@ -342,10 +398,33 @@ class Scheduler:
             return
         flight = self._flights.start(key)
         if flight is None:
+            running = self._flights.get(key)
+            if running is not None and running.manual:
+                # A manual trigger of this very sync runs: this attempt waits for its outcome and
+                # runs after it if it failed, so a failed trigger never ends the scheduled chain.
+                self._kinds[kind].held_attempt = number
+                logger.info("hold %s trigger=schedule attempt=%d reason=manual_trigger_running",
+                            key.log_fields(), number)
+                return
             self._state.count("skipped")
             logger.info("skip %s trigger=schedule reason=still_running", key.log_fields())
             return
         attempts.append(Attempt(key, self._session_for(key), "schedule", number, flight, due_mono))
+
+    def _file_refresh(self, due_mono: float) -> None:
+        """File the next calendar refresh at ``due_mono`` (monotonic seconds)."""
+        self._refresh.filed_mono = due_mono
+        self._heap.schedule(_CALENDAR, due_mono)
+
+    def _follow_wall_clock(self, now_mono: float, now_ts: float) -> bool:
+        """A wall clock that jumped forward makes overdue syncs due now. :returns: True if slots moved."""
+        forward_s = self._wall.forward_s(now_mono, now_ts)
+        if not forward_s:
+            return False
+        for kt in self._kinds.values():
+            if kt.shift(forward_s, now_mono):
+                self._file_slot(kt)
+        return True
 
     def _file_slot(self, kt: KindTimetable) -> None:
         """Re-file ``kt``'s slot in the heap, or drop it when the kind is paused."""
@@ -364,6 +443,7 @@ class Scheduler:
             "mode change from=%s to=%s%s%s", old.name, mode.name,
             f" season={round_.season} round={round_.round}" if round_ else "",
             f" session={mode.live.name}" if mode.live else "",
+            f" settling={mode.settling.name} settling_round={mode.settling.round}" if mode.settling else "",
         )
         for kind, kt in self._kinds.items():
             if kt.change_interval(self._interval_for(kind, mode), now_mono):
@@ -379,7 +459,7 @@ class Scheduler:
             intervals_s[kind] = kt.interval_s
             if kt.due_mono is not None:
                 next_syncs[kind] = int(round(now_ts + (kt.due_mono - now_mono)))
-            elif kind == "results":
+            elif kind == "results" and not self._config.is_off(kind):
                 next_syncs[kind] = self._modes.next_live_start_ts(now_ts)
             else:
                 next_syncs[kind] = None
@@ -391,6 +471,7 @@ class Scheduler:
             mode=mode.name,
             mode_round=mode.race_round.round if mode.race_round else None,
             live_session=mode.live.name if mode.live else None,
+            settling_session=mode.settling.name if mode.settling else None,
             next_mode_change_ts=modes.next_change_ts(now_ts),
             season=self._season(now_ts),
             in_flight=tuple(sorted(map(_flight_label, flying))) if flying else (),
@@ -401,7 +482,13 @@ class Scheduler:
     # -- after an attempt (runs on a worker, or on the manual trigger's thread) --
 
     def _settle(self, attempt: Attempt, outcome: Outcome, now_mono: float, now_ts: float) -> Settled:
-        """The timetable's bookkeeping once ``attempt`` finished; the runner then records it."""
+        """The timetable's bookkeeping once ``attempt`` finished; the runner then records it.
+
+        A scheduled failure may file a retry (transient failures only, see
+        :meth:`KindTimetable.retry_at`); a failed manual trigger leaves any
+        pending retry alone, and a scheduled attempt held behind it runs now
+        (unless it timed out: fetcher_service is likely still at work on it).
+        """
         key = attempt.key
         retry_in_s = None
         with self._lock:
@@ -415,13 +502,20 @@ class Scheduler:
                 self._heap.cancel(kt.retry_key)
                 if kt.succeeded(now_mono, manual=attempt.trigger == "manual"):
                     self._file_slot(kt)
-            elif not outcome.ok and scheduled and attempt.trigger == "schedule":
-                retry_mono = kt.retry_at(attempt.number, now_mono, self._rng, outcome.retry_after_s)
+                if key.kind == "rounds" and self._refresh.source is not None:
+                    refresh_mono = self._refresh.after_rounds(now_mono)
+                    if refresh_mono is not None:
+                        self._file_refresh(refresh_mono)
+            elif scheduled and attempt.trigger == "schedule":
+                retry_mono = kt.retry_at(attempt.number, outcome, now_mono, self._rng,
+                                         self._config.retry_max_attempts)
                 if retry_mono is not None:
                     self._heap.schedule(kt.retry_key, retry_mono)
                     retry_in_s = retry_mono - now_mono
-            if outcome.ok and scheduled and key.kind == "rounds" and self._refresh.source is not None:
-                self._heap.schedule(_CALENDAR, now_mono)
+            elif scheduled and kt.held_attempt:
+                kt.retry_attempt, kt.held_attempt = kt.held_attempt, 0
+                if failure_class(outcome) != TIMEOUT:
+                    self._heap.schedule(kt.retry_key, now_mono)
             view = self._view(now_mono, now_ts)
         self._wake()
         return Settled(outcome.ok and scheduled, retry_in_s, view)
@@ -436,6 +530,7 @@ class Scheduler:
         now_ts = self._clock.now_ts()
         season = utc_year(now_ts)
         with self._lock:
+            self._refresh.started_mono = self._clock.monotonic()
             source, current = self._refresh.source, self._modes.calendar
         calendar = body = None
         try:
@@ -453,7 +548,10 @@ class Scheduler:
                     refresh_s = min(refresh_s, NO_CALENDAR_RETRY_S)
                 again = self._refresh.end()
                 if source is not None:
-                    self._heap.schedule(_CALENDAR, now_mono if again else now_mono + refresh_s)
+                    next_mono = now_mono if again else now_mono + refresh_s
+                    if self._refresh.filed_mono is not None:  # asked for by a rounds sync meanwhile
+                        next_mono = min(next_mono, self._refresh.filed_mono)
+                    self._file_refresh(next_mono)
             self._wake()
         if calendar is None or source is None:
             return

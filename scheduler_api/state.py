@@ -13,7 +13,7 @@ from typing import Any, Mapping
 from .config import KINDS
 
 HISTORY_LIMIT = 500  # the history keeps the newest 500 sync records, in memory and on disk
-COUNTERS = ("failed", "retried", "coalesced", "skipped")
+COUNTERS = ("failed", "retried", "coalesced", "skipped", "caught_up")
 JSON_SEPARATORS = (",", ":")  # compact JSON, as in the state file
 
 
@@ -94,9 +94,10 @@ class ScheduleView:
 
     :ivar next_syncs: kind -> next due time, UTC unix seconds (int) or None.
     :ivar intervals_s: kind -> current interval, seconds, or None (paused).
-    :ivar mode: ``race_weekend``, ``live_session`` or ``off_season``.
+    :ivar mode: ``race_weekend``, ``live_session``, ``results_settling`` or ``off_season``.
     :ivar mode_round: the race weekend's round, or None.
     :ivar live_session: the live session's type, or None.
+    :ivar settling_session: the type of the session whose results settle (mode ``results_settling``), or None.
     :ivar next_mode_change_ts: UTC unix seconds, or None.
     :ivar season: the season scheduled syncs use.
     :ivar in_flight: ``kind[:season[:round]]`` of each sync under way.
@@ -107,6 +108,7 @@ class ScheduleView:
     mode: str = "off_season"
     mode_round: int | None = None
     live_session: str | None = None
+    settling_session: str | None = None
     next_mode_change_ts: int | None = None
     season: int | None = None
     in_flight: tuple[str, ...] = ()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from .clock import Clock
 
@@ -20,32 +20,82 @@ logger = logging.getLogger(__name__)
 
 #: The longest wait between two ticks, seconds: wall time is re-read at least this often.
 MAX_WAIT_S = 60.0
-#: After an exception in ``tick`` the loop waits this long, seconds, before it tries again.
+#: After an exception in ``tick`` the loop waits this long, seconds, doubling with each one in a row ...
 ERROR_WAIT_S = 1.0
+#: ... up to this, seconds.
+MAX_ERROR_WAIT_S = 60.0
+#: This many exceptions in a row make the ticker unhealthy.
+UNHEALTHY_ERRORS = 3
+#: A loop that has not come round for longer than this, seconds, is wedged (it wakes at least once a minute).
+WEDGED_AFTER_S = 150.0
+
+
+def error_wait_s(consecutive_errors: int, first_s: float = ERROR_WAIT_S) -> float:
+    """:returns: how long the loop waits after the ``consecutive_errors``-th exception in a row, seconds:
+    1 s, 2 s, 4 s ... (from ``first_s``) up to 60 s, so a tick that raises every time never spins."""
+    return min(MAX_ERROR_WAIT_S, first_s * 2.0 ** (max(1, consecutive_errors) - 1))
+
+
+class TickerHealth(NamedTuple):
+    """What ``/health`` needs to know about the ticker.
+
+    :ivar running: the loop runs (started and not returned).
+    :ivar consecutive_errors: exceptions from ``tick`` in a row (0 after a tick that returned).
+    :ivar last_loop_mono: when the loop last came round (before each tick), monotonic seconds, or None.
+    :ivar since_loop_s: seconds since then (0.0 before the first loop).
+    """
+
+    running: bool
+    consecutive_errors: int
+    last_loop_mono: float | None
+    since_loop_s: float
+
+    @property
+    def ok(self) -> bool:
+        """:returns: False when the ticker is dead, raised :data:`UNHEALTHY_ERRORS` times in a row,
+        or has not come round for more than :data:`WEDGED_AFTER_S` (``/health`` then says unhealthy)."""
+        return (self.running and self.consecutive_errors < UNHEALTHY_ERRORS
+                and self.since_loop_s <= WEDGED_AFTER_S)
 
 
 class Ticker:
     """Calls ``tick(now_mono)`` in a loop until :meth:`stop`.
 
-    ``run`` is for the ticker thread only; :meth:`wake` and :meth:`stop`
-    are thread-safe and never block for long. A ``tick`` that raises is
-    logged with its traceback and retried after :data:`ERROR_WAIT_S`: a
-    bug never ends the loop silently.
+    ``run`` is for the ticker thread only; :meth:`wake`, :meth:`stop` and
+    :meth:`health` are thread-safe and never block for long. A ``tick``
+    that raises is logged with its traceback and tried again after 1 s,
+    2 s, 4 s ... up to 60 s (:func:`error_wait_s`; a wake-up does not cut
+    that wait short, only :meth:`stop` does): a bug never ends the loop
+    silently, and never makes it spin. :meth:`health` says how it fares.
 
     :param clock: the monotonic clock to measure waits with.
     :param on_loop: called after every tick, on the ticker thread (watchdog ping, readiness), or None.
     :param max_wait_s: the longest wait between two ticks, seconds.
+    :param first_error_wait_s: the wait after a first exception, seconds (doubling up to 60 s).
     """
 
     def __init__(
-        self, clock: Clock, *, on_loop: Callable[[], None] | None = None, max_wait_s: float = MAX_WAIT_S
+        self, clock: Clock, *, on_loop: Callable[[], None] | None = None, max_wait_s: float = MAX_WAIT_S,
+        first_error_wait_s: float = ERROR_WAIT_S,
     ) -> None:
         self._clock = clock
         self._on_loop = on_loop
         self._max_wait_s = max_wait_s
+        self._first_error_wait_s = first_error_wait_s
         self._cond = threading.Condition(threading.Lock())
         self._woken = False
         self._stopping = False
+        self._running = False
+        self._errors = 0
+        self._last_loop_mono: float | None = None
+
+    def health(self, now_mono: float) -> TickerHealth:
+        """:param now_mono: now, monotonic seconds.
+        :returns: whether the loop runs, its exceptions in a row, and when it last came round."""
+        with self._cond:
+            last = self._last_loop_mono
+            since_s = 0.0 if last is None else max(0.0, now_mono - last)
+            return TickerHealth(self._running, self._errors, last, since_s)
 
     def run(self, tick: Callable[[float], float | None]) -> None:
         """Loop until :meth:`stop` (ticker thread only).
@@ -54,9 +104,23 @@ class Ticker:
             wake-up, monotonic seconds, or None for none (then the loop waits
             ``max_wait_s``).
         """
+        with self._cond:
+            self._running = True
+        try:
+            self._loop(tick)
+        finally:
+            with self._cond:
+                self._running = False
+
+    def _loop(self, tick: Callable[[float], float | None]) -> None:
         while True:
             try:
-                next_mono = tick(self._clock.monotonic())
+                now_mono = self._clock.monotonic()
+                with self._cond:
+                    self._last_loop_mono = now_mono
+                next_mono = tick(now_mono)
+                with self._cond:
+                    self._errors = 0
                 if self._on_loop is not None:
                     self._on_loop()
                 with self._cond:
@@ -72,10 +136,21 @@ class Ticker:
                     self._woken = False
             except Exception:
                 logger.exception("ticker error")
-                with self._cond:
-                    if self._stopping:
-                        return
-                    self._cond.wait(ERROR_WAIT_S)
+                if self._wait_after_error():
+                    return
+
+    def _wait_after_error(self) -> bool:
+        """Wait out the backoff after an exception; :returns: True if stopped meanwhile."""
+        with self._cond:
+            self._errors += 1
+            wait_s = error_wait_s(self._errors, self._first_error_wait_s)
+            end_mono = self._clock.monotonic() + wait_s
+            while not self._stopping:
+                left_s = min(wait_s, end_mono - self._clock.monotonic())
+                if left_s <= 0 or not self._cond.wait(left_s):  # a wake-up only re-checks the time left
+                    break
+            self._woken = False
+            return self._stopping
 
     def wake(self) -> None:
         """Make :meth:`run` call ``tick`` again now."""

@@ -18,6 +18,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Hashable, Iterator, NamedTuple
 
+from .fetcher import Outcome
+
 logger = logging.getLogger(__name__)
 
 #: A wall-clock move relative to the monotonic clock smaller than this, seconds, is noise, not a jump.
@@ -48,29 +50,95 @@ def next_slot(due_mono: float, interval_s: float, now_mono: float) -> tuple[floa
     return next_due, missed
 
 
-def retry_delay_s(
-    failed_attempt: int, interval_s: float, rng: random.Random, retry_after_s: float | None = None
-) -> float | None:
-    """The retry policy: backoff with full jitter before the next attempt.
+#: Failure classes (see :func:`failure_class`).
+TRANSIENT, PERMANENT, TIMEOUT = "transient", "permanent", "timeout"
 
-    The backoff doubles from 1 s (1, 2, 4 ...) and the delay is uniform in
-    ``[0, backoff]`` (full jitter). Once the backoff reaches the kind's
-    interval the chain stops: the next slot is as close as any retry would
-    be. A ``Retry-After`` from a 429/503 answer is a floor on the delay.
+#: 4xx statuses that say "try again later" rather than "this request is wrong".
+_TRANSIENT_4XX = frozenset({408, 425, 429})
+
+
+def failure_class(outcome: Outcome) -> str | None:
+    """Which class a failed attempt falls in; the class decides whether it is retried.
+
+    - ``"timeout"``: the call's deadline passed. fetcher_service usually keeps
+      working on a call its client gave up on, so a retry would stack a
+      second copy of the heaviest work on it.
+    - ``"transient"``: no HTTP answer at all (refused, reset, DNS), a 5xx
+      other than 501, 408, 425, 429, or a 2xx whose ``success`` is false.
+    - ``"permanent"``: any other status (4xx, 501, a redirect): a wrong path
+      or parameter will not heal in seconds.
+
+    The fetcher client may set the class itself (``Outcome.failure``); it is
+    derived from ``outcome`` and ``http_status`` otherwise.
+
+    :param outcome: the attempt's outcome.
+    :returns: the class, or None for a success.
+    """
+    if outcome.ok:
+        return None
+    given = getattr(outcome, "failure", None)
+    if given is not None:
+        return given
+    status = outcome.http_status
+    if outcome.outcome == TIMEOUT:
+        return TIMEOUT
+    if status is None or 200 <= status < 300 or status in _TRANSIENT_4XX or (500 <= status < 600 and status != 501):
+        return TRANSIENT
+    return PERMANENT
+
+
+def retry_delay_s(
+    failed_attempt: int,
+    duration_s: float,
+    interval_s: float,
+    rng: random.Random,
+    retry_after_s: float | None = None,
+    max_attempts: int = 3,
+) -> float | None:
+    """The retry policy for a transient failure: backoff with full jitter, paced by the call's own duration.
+
+    The backoff starts at ``max(1 s, duration_s)`` (a slow call is retried
+    slowly) and doubles with each attempt; the delay is uniform in
+    ``[0, backoff]`` (full jitter) but never shorter than ``duration_s``, so
+    retries never come closer together than the calls themselves last. A
+    ``Retry-After`` from a 429/503 answer is a floor too. There is no retry
+    once ``max_attempts`` attempts were made (``RETRY_MAX_ATTEMPTS``), nor
+    once the backoff reaches the kind's interval: the next slot is then as
+    close as any retry would be.
 
     :param failed_attempt: the attempt that just failed, 1-based.
+    :param duration_s: how long that attempt took, seconds.
     :param interval_s: the kind's interval, seconds.
     :param rng: the injected random source.
     :param retry_after_s: the answer's ``Retry-After``, seconds, or None.
-    :returns: seconds to wait, or None for no retry.
+    :param max_attempts: at most this many attempts per slot.
+    :returns: seconds to wait from the end of the failed attempt, or None for no retry.
     """
-    backoff_s = 2.0 ** (failed_attempt - 1)
+    if failed_attempt >= max_attempts:
+        return None
+    backoff_s = max(1.0, duration_s) * 2.0 ** (failed_attempt - 1)
     if backoff_s >= interval_s:
         return None
-    delay_s = rng.uniform(0.0, backoff_s)
+    delay_s = max(duration_s, rng.uniform(0.0, backoff_s))
     if retry_after_s is not None:
         delay_s = max(delay_s, retry_after_s)
     return delay_s
+
+
+def stagger_offset_s(index: int, stagger_s: float, interval_s: float) -> float:
+    """How far kind number ``index`` starts its grid after the instant it would otherwise start.
+
+    Kinds are numbered seasons 0, rounds 1, results 2, standings 3; each step
+    is ``STAGGER`` but at most a quarter of the kind's interval, so kinds
+    never reach fetcher_service at the same instant, and a slot never moves
+    by more than three quarters of an interval.
+
+    :param index: the kind's number.
+    :param stagger_s: ``STAGGER``, seconds (0 turns it off).
+    :param interval_s: the kind's interval, seconds.
+    :returns: the offset, seconds.
+    """
+    return index * min(stagger_s, interval_s / 4.0)
 
 
 class DueKey(NamedTuple):
@@ -85,17 +153,24 @@ class KindTimetable:
     """When one kind is next due, and why; every rule is a method.
 
     ``interval_s`` None means the kind is paused (e.g. results outside a live
-    window) and then ``due_mono`` is None too. ``last_mono`` is the last
-    successful scheduled sync, monotonic seconds (it may lie before the
-    process started: it is derived from the persisted UTC time). Methods
-    that move the slot return True; the caller then re-files the kind's slot
-    in its :class:`DueHeap`. Not thread-safe.
+    window) or turned off, and then ``due_mono`` is None too. ``last_mono``
+    is the last successful scheduled sync, monotonic seconds (it may lie
+    before the process started: it is derived from the persisted UTC time).
+    Wherever a grid starts afresh "now" (catch-up at start, a resume, a
+    tightening mode change, a wall-clock jump) it starts at now plus the
+    kind's stagger offset (:func:`stagger_offset_s`). Methods that move the
+    slot return True; the caller then re-files the kind's slot in its
+    :class:`DueHeap`. Not thread-safe.
 
     :ivar kind: the kind's name.
+    :ivar index: the kind's number for the stagger (seasons 0 ... standings 3).
+    :ivar stagger_s: ``STAGGER``, seconds (0: off).
     :ivar interval_s: seconds between due times, or None when paused.
     :ivar due_mono: the next slot, monotonic seconds, or None.
     :ivar last_mono: the last successful sync, monotonic seconds, or None.
     :ivar retry_attempt: the attempt number a pending retry will carry (2, 3 ...).
+    :ivar held_attempt: the number of a scheduled attempt waiting for a manual
+        trigger of the same sync to finish (0 for none): it runs if that fails.
     :ivar slot_key: the heap key of the kind's slot.
     :ivar retry_key: the heap key of the kind's pending retry.
     """
@@ -104,7 +179,10 @@ class KindTimetable:
     interval_s: float | None = None
     due_mono: float | None = None
     last_mono: float | None = None
+    index: int = 0
+    stagger_s: float = 0.0
     retry_attempt: int = 0
+    held_attempt: int = 0
     slot_key: DueKey = field(init=False, repr=False)
     retry_key: DueKey = field(init=False, repr=False)
 
@@ -112,27 +190,34 @@ class KindTimetable:
         self.slot_key = DueKey("slot", self.kind)
         self.retry_key = DueKey("retry", self.kind)
 
+    def _start_mono(self, now_mono: float) -> float:
+        """:returns: where a grid starting now starts: now plus the kind's stagger offset."""
+        if self.interval_s is None or not self.stagger_s:
+            return now_mono
+        return now_mono + stagger_offset_s(self.index, self.stagger_s, self.interval_s)
+
     def catch_up(self, interval_s: float | None, now_mono: float) -> bool:
-        """Catch-up at start: due now if never synced or last synced an interval ago or more.
+        """Catch-up at start: due now (plus the stagger) if never synced or last synced an interval ago or more.
 
         :param interval_s: the interval in the current mode, seconds, or None (paused).
         :param now_mono: now, monotonic seconds.
-        :returns: True if the kind has a slot.
+        :returns: True if the kind is due at once (a catch-up run).
         """
         self.interval_s = interval_s
         if interval_s is None:
             return False
         if self.last_mono is None or now_mono - self.last_mono >= interval_s:
-            self.due_mono = now_mono
-        else:
-            self.due_mono = self.last_mono + interval_s
-        return True
+            self.due_mono = self._start_mono(now_mono)
+            return True
+        self.due_mono = max(self._start_mono(now_mono), self.last_mono + interval_s)
+        return False
 
     def change_interval(self, new_s: float | None, now_mono: float) -> bool:
         """A mode change: pause, resume, or tighten at once to ``min(next, last sync + new interval)``.
 
         A longer interval leaves the pending slot where it is; the grid then
-        continues at the new interval from there.
+        continues at the new interval from there. A slot that would be due
+        at once is due at now plus the kind's stagger offset.
 
         :param new_s: the interval in the new mode, seconds, or None (pause).
         :param now_mono: now, monotonic seconds.
@@ -146,7 +231,7 @@ class KindTimetable:
             return True
         tightened = now_mono if self.last_mono is None else self.last_mono + new_s
         if old_s is None or self.due_mono is None or (new_s < old_s and tightened < self.due_mono):
-            self.due_mono = max(now_mono, tightened)
+            self.due_mono = max(self._start_mono(now_mono), tightened)
             return True
         return False
 
@@ -160,6 +245,7 @@ class KindTimetable:
         """
         if self.interval_s is None:
             raise ValueError(f"kind {self.kind} is paused: no slot can fire")
+        self.held_attempt = 0
         self.due_mono, missed = next_slot(due_mono, self.interval_s, now_mono)
         return missed
 
@@ -171,33 +257,40 @@ class KindTimetable:
         :returns: True if the slot moved.
         """
         self.last_mono = now_mono
+        self.held_attempt = 0
         if manual and self.interval_s is not None:
             self.due_mono = now_mono + self.interval_s
             return True
         return False
 
     def retry_at(
-        self, failed_attempt: int, now_mono: float, rng: random.Random, retry_after_s: float | None
+        self, failed_attempt: int, outcome: Outcome, now_mono: float, rng: random.Random, max_attempts: int
     ) -> float | None:
-        """When to retry a failed scheduled attempt: never at or past the next slot.
+        """When to retry a failed scheduled attempt: transient failures only, never at or past the next slot.
+
+        Permanent failures and timeouts are not retried within the slot (the
+        next slot tries again once); transient ones follow
+        :func:`retry_delay_s`.
 
         :param failed_attempt: the attempt that failed, 1-based.
-        :param now_mono: now, monotonic seconds.
+        :param outcome: its outcome (class, duration, ``Retry-After``).
+        :param now_mono: now (the end of the failed attempt), monotonic seconds.
         :param rng: the random source for jitter.
-        :param retry_after_s: the answer's ``Retry-After``, seconds, or None.
+        :param max_attempts: ``RETRY_MAX_ATTEMPTS``.
         :returns: the retry's due time, monotonic seconds, or None for no retry;
             when not None, :attr:`retry_attempt` is the retry's attempt number.
         """
-        if self.interval_s is None:
+        if self.interval_s is None or failure_class(outcome) != TRANSIENT:
             return None
-        delay_s = retry_delay_s(failed_attempt, self.interval_s, rng, retry_after_s)
+        delay_s = retry_delay_s(failed_attempt, outcome.duration_ms / 1000.0, self.interval_s, rng,
+                                outcome.retry_after_s, max_attempts)
         if delay_s is None or self.due_mono is None or now_mono + delay_s >= self.due_mono:
             return None
         self.retry_attempt = failed_attempt + 1
         return now_mono + delay_s
 
     def shift(self, forward_s: float, now_mono: float) -> bool:
-        """The wall clock jumped forward (suspend, or a step): overdue syncs run once, at once.
+        """The wall clock jumped forward (suspend, or a step): overdue syncs run once, at once (staggered).
 
         :param forward_s: how far wall time moved ahead of the monotonic clock, seconds.
         :param now_mono: now, monotonic seconds.
@@ -207,7 +300,7 @@ class KindTimetable:
             self.last_mono -= forward_s
         if self.due_mono is None:
             return False
-        self.due_mono = max(now_mono, self.due_mono - forward_s)
+        self.due_mono = max(self._start_mono(now_mono), self.due_mono - forward_s)
         return True
 
 

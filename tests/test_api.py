@@ -309,7 +309,7 @@ def test_fetcher_timeout_is_a_504(mocked, api):
     assert body == {
         "success": False,
         "message": "Standings sync failed: no answer: deadline of 300s passed",
-        "fetcher_called": False,
+        "fetcher_called": True,  # the request went out: the fetcher may still be working on it
         "timestamp": T0,
     }
     assert a.get("/history?kind=standings")[1]["records"][0]["outcome"] == "timeout"
@@ -622,3 +622,29 @@ def test_head_is_routed_as_get(api):
     a = api()
 
     assert a.app.handle("HEAD", "/status")[:2] == a.app.handle("GET", "/status")[:2]
+
+
+# -- a kind turned off, a full concurrency bound ------------------------------------------
+
+def test_trigger_of_a_kind_turned_off_is_409_and_calls_nothing(mocked, api):
+    off = Config(fetcher_url=FETCHER, stagger_s=0.0, fetch_paths={**Config().fetch_paths, "standings": "off"})
+    a = api(config_=off)
+    status, body = a.post("/trigger/standings?season=2026")
+    assert status == 409
+    assert_error_body(body, "standings syncs are turned off (FETCH_PATH_STANDINGS=off)")
+    assert not [c for c in mocked.calls if "/fetch/standings" in c.request.url]
+    assert a.get("/status")[1]["current_intervals"]["standings"] == "off"
+
+
+def test_trigger_finding_the_concurrency_bound_full_is_429_with_retry_after(api, monkeypatch):
+    from scheduler_api.runner import Busy
+
+    a = api()
+
+    def busy(key):
+        raise Busy()
+
+    monkeypatch.setattr(a.harness.scheduler, "trigger", busy)
+    status, body, headers = a.app.handle("POST", "/trigger/seasons")
+    assert status == 429 and headers == {"Retry-After": "5"}
+    assert_error_body(body, "fetcher_service is busy: try again in 5s")

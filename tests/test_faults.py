@@ -17,13 +17,14 @@ import pytest
 import requests
 import responses
 
-from conftest import FETCHER, FakeClock
+from conftest import FETCHER, FakeClock, load_calendar, ts
 from scheduler_api.config import Config
 from scheduler_api.timetable import retry_delay_s
 
+# STAGGER off: these tests pin the instants of one shared grid (the stagger has its own tests).
 FAST = Config(fetcher_url=FETCHER, seasons_interval_s=5.0, rounds_interval_off_season_s=5.0,
-              standings_interval_off_season_s=5.0)
-SLOW = Config(fetcher_url=FETCHER)  # the documented defaults: seasons 6h, rounds 30m, standings 1h off-season
+              standings_interval_off_season_s=5.0, stagger_s=0.0)
+SLOW = Config(fetcher_url=FETCHER, stagger_s=0.0)  # the defaults: seasons 6h, rounds 30m, standings 1h off-season
 
 
 class FakeFetcher:
@@ -32,13 +33,17 @@ class FakeFetcher:
     def __init__(self, clock: FakeClock, mocked: responses.RequestsMock) -> None:
         self.clock = clock
         self.calls: list[tuple[str, float]] = []  # (kind, monotonic s)
-        self.answer = "ok"  # ok | refused | an HTTP status such as "429", "500", "503"
+        self.answer = "ok"  # ok | refused | timeout | an HTTP status such as "429", "500", "503"
         self.retry_after = "1"
+        self.takes_s = 0.0  # each call advances the fake clock this much before it answers
         mocked.add_callback(responses.POST, re.compile(re.escape(FETCHER) + r"/fetch/.*"), callback=self)
 
     def __call__(self, request: requests.PreparedRequest):
         kind = urllib.parse.urlsplit(request.url).path.rsplit("/", 1)[1]
         self.calls.append((kind, self.clock.mono))
+        self.clock.advance(self.takes_s)
+        if self.answer == "timeout":
+            return requests.ReadTimeout("read timed out")
         if self.answer == "refused":
             return requests.ConnectionError("[Errno 111] Connection refused")
         if self.answer.isdigit():
@@ -53,19 +58,19 @@ class FakeFetcher:
 # -- retries ---------------------------------------------------------------
 
 
-def test_retry_backoff_full_jitter_capped_by_interval(rng):
+def test_retry_backoff_full_jitter_starts_at_one_second_and_doubles(rng):
     for attempt, backoff_s in ((1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0)):
-        delays = [retry_delay_s(attempt, 30.0, rng) for _ in range(200)]
+        delays = [retry_delay_s(attempt, 0.0, 30.0, rng, max_attempts=10) for _ in range(200)]
         assert all(0.0 <= d <= backoff_s for d in delays)
         assert max(delays) > backoff_s / 2 and min(delays) < backoff_s / 2  # full jitter, not fixed
-    assert retry_delay_s(4, 8.0, rng) is None  # backoff reached the interval: the next slot will do
-    assert retry_delay_s(6, 30.0, rng) is None
+    assert retry_delay_s(4, 0.0, 8.0, rng, max_attempts=10) is None  # backoff reached the interval
+    assert retry_delay_s(3, 0.0, 3600.0, rng) is None  # RETRY_MAX_ATTEMPTS (3) attempts made
 
     class Highest:
         def uniform(self, low: float, high: float) -> float:
             return high
 
-    assert retry_delay_s(3, 30.0, Highest()) == 4.0  # the jitter comes from the injected source
+    assert retry_delay_s(2, 0.0, 30.0, Highest()) == 2.0  # the jitter comes from the injected source
 
 
 @pytest.mark.parametrize("status", ["429", "503"])
@@ -104,6 +109,80 @@ def test_ten_second_outage_at_five_second_intervals_is_bounded_and_syncs_resume(
         resumed = min(m for k, m in fetcher.calls if k == kind and m >= up_mono)
         assert resumed - up_mono <= 5.0, kind
     assert h.state.snapshot().counters["retried"] > 0
+
+
+SIX_HOURS = 6 * 3600
+
+
+def _seasons_calls_per_slot(harness, clock, mocked, answer: str, takes_s: float = 0.0, slots: int = 2):
+    """Every seasons call answers ``answer`` after ``takes_s``; :returns: per 6 h slot, the calls' (start, end)."""
+    fetcher = FakeFetcher(clock, mocked)
+    fetcher.answer, fetcher.takes_s = answer, takes_s
+    h = harness(config_=SLOW).start()
+    start = clock.mono
+    h.run_until(start + slots * SIX_HOURS - 1)
+    seasons = [m for k, m in fetcher.calls if k == "seasons"]
+    return [[(m, m + takes_s) for m in seasons if start + i * SIX_HOURS <= m < start + (i + 1) * SIX_HOURS]
+            for i in range(slots)]
+
+
+def test_slow_transient_failure_is_retried_at_most_three_times_per_slot_and_paced_by_its_duration(
+        harness, clock, mocked):
+    # A seasons walk that fails with a 500 at its final write after 40 s, every time.
+    for calls in _seasons_calls_per_slot(harness, clock, mocked, "500", takes_s=40.0):
+        assert len(calls) == 3  # RETRY_MAX_ATTEMPTS
+        gaps = [later[0] - earlier[1] for earlier, later in zip(calls, calls[1:])]
+        assert all(gap >= 40.0 for gap in gaps), gaps  # never sooner than the attempt's duration after it ended
+
+
+def test_permanent_failure_is_called_once_per_slot(harness, clock, mocked):
+    for status in ("404", "405", "422", "501"):
+        mocked.reset()
+        assert [len(calls) for calls in _seasons_calls_per_slot(harness, clock, mocked, status)] == [1, 1], status
+
+
+def test_timeout_is_not_retried_within_its_slot(harness, clock, mocked):
+    calls = _seasons_calls_per_slot(harness, clock, mocked, "timeout", takes_s=300.0)
+    assert [len(c) for c in calls] == [1, 1]
+
+
+@pytest.mark.parametrize("status", ["408", "425", "429", "502", "503"])
+def test_transient_statuses_are_retried_within_the_slot(harness, clock, mocked, status):
+    assert [len(c) for c in _seasons_calls_per_slot(harness, clock, mocked, status, slots=1)] == [3]
+
+
+def test_success_false_is_transient_and_retried(harness, clock, mocked):
+    fetcher = FakeFetcher(clock, mocked)
+    h = harness(config_=SLOW).start()
+    mocked.replace(responses.POST, re.compile(re.escape(FETCHER) + r"/fetch/.*"),
+                   json={"success": False, "message": "store busy"})
+    h.run_until(clock.mono + 60)
+    assert sum(1 for c in mocked.calls if "/fetch/seasons" in c.request.url) == 3
+
+
+# The calls a 10-minute outage (connection refused) costs each kind, with the default intervals
+# and RETRY_MAX_ATTEMPTS 3, on the real 2026 calendar: the fetcher budget of an outage.
+OUTAGE_COST = {
+    "off_season": ("2026-11-30T12:00:00Z", {"seasons": 0, "rounds": 3, "results": 0, "standings": 0}),
+    "race_weekend": ("2026-12-05T06:00:00Z", {"seasons": 0, "rounds": 60, "results": 0, "standings": 6}),
+    "live_session": ("2026-12-06T13:30:00Z", {"seasons": 0, "rounds": 60, "results": 60, "standings": 6}),
+}
+
+
+@pytest.mark.parametrize("mode", sorted(OUTAGE_COST))
+def test_ten_minute_outage_costs_each_kind_a_bounded_number_of_calls(harness, clock, mocked, mode):
+    at, expected = OUTAGE_COST[mode]
+    clock.wall = ts(at)
+    fetcher = FakeFetcher(clock, mocked)
+    h = harness(config_=Config(fetcher_url=FETCHER), calendar=load_calendar("ergast-2026.json")).start()
+    start = clock.mono
+    h.run_until(start + 1500)  # start-up syncs succeed; the outage then covers an off-season rounds slot
+    assert h.state.snapshot().schedule.mode == mode
+    fetcher.answer = "refused"
+    down_mono = clock.mono
+    h.run_until(down_mono + 600 - 0.001)
+    cost = {kind: fetcher.count(kind, down_mono, down_mono + 600) for kind in expected}
+    assert cost == expected
 
 
 # -- clock jumps, suspend, catch-up ---------------------------------------------

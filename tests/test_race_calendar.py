@@ -12,6 +12,7 @@ from scheduler_api.race_calendar import (
     SESSION_NAMES,
     Calendar,
     Mode,
+    ModeTracker,
     Session,
     Windows,
     latest_round,
@@ -179,20 +180,37 @@ def test_bundled_demo_calendar_matches_test_copy():
 # --------------------------------------------------------------------------- content API
 
 
-def test_content_api_is_live_overrides_the_clock():
+def test_content_api_is_live_counts_until_three_hours_after_the_live_window():
     body = content_body()
-    body["result"]["rounds"][0]["sessions"][3]["is_live"] = True  # qualifying running late
+    body["result"]["rounds"][0]["sessions"][3]["is_live"] = True  # qualifying (14:00Z) running late
     calendar = parse_calendar(body)
-    mode = mode_at(calendar, ts(2027, 1, 1), W)
+    mode = mode_at(calendar, ts(2026, 12, 5, 18, 29), W)  # expected end 15:00 + 30m tail + 3h = 18:30
     assert (mode.name, mode.live.name, mode.race_round.round) == ("live_session", "qualifying", 23)
     assert mode.is_race_weekend
-    assert latest_round(calendar, ts(2026, 1, 1), W).round == 23
+    assert mode_at(calendar, ts(2026, 12, 5, 18, 30), W).live is None
+    assert latest_round(calendar, ts(2026, 12, 5, 17), W).round == 23
+
+
+def test_bounded_is_live_stale_flag_is_ignored_with_one_warning(caplog):
+    body = content_body()
+    body["result"]["rounds"][0]["sessions"][3]["is_live"] = True  # a flag left behind in the store
+    calendar = parse_calendar(body)
+    assert mode_at(calendar, ts(2027, 1, 1), W).name == "off_season"  # weeks later: not live
+    tracker = ModeTracker(calendar, W, ts(2027, 1, 1))
+    for day in range(2, 20):
+        tracker.update(ts(2027, 1, day))
+    tracker.set_calendar(parse_calendar(body))  # the hourly refresh brings the same flag again
+    tracker.update(ts(2027, 1, 21))
+    warnings = [r.getMessage() for r in caplog.records if "is_live flag ignored" in r.getMessage()]
+    assert warnings == ["calendar is_live flag ignored season=2026 round=23 session=qualifying: "
+                        "outside its session's live window + 3h"]
 
 
 def test_several_live_sessions_pick_the_one_started_last():
     body = content_body()
     for raw in body["result"]["rounds"][0]["sessions"][:2]:
         raw["is_live"] = True
-    assert mode_at(parse_calendar(body), ts(2026, 12, 4, 9, 45), W).live.name == "practice_2"
+    # FP1 (09:30Z) still flagged, FP2 (13:00Z) live: both count, the later one wins
+    assert mode_at(parse_calendar(body), ts(2026, 12, 4, 13, 10), W).live.name == "practice_2"
 
 

@@ -109,3 +109,30 @@ def test_released_runner_sends_at_once_instead_of_waiting_for_the_due_time():
     client = FakeClient(clock)
     runner.run(client, Attempt(KEY, None, "schedule", 1, Flights().start(KEY), due_mono=clock.mono + 3600))
     assert [at for _, _, at in client.calls] == [clock.mono]
+
+
+# -- the concurrency bound ----------------------------------------------------------
+
+def test_call_gate_hands_places_to_scheduled_syncs_first_then_manual_triggers_in_arrival_order():
+    from scheduler_api.runner import Busy, CallGate
+
+    gate = CallGate(limit=2, max_waiting=2)
+    first, second = gate.ticket(manual=True), gate.ticket(manual=False)
+    manual_a, manual_b = gate.ticket(manual=True), gate.ticket(manual=True)
+    try:
+        gate.ticket(manual=True)
+        raise AssertionError("a third waiting trigger must be refused")
+    except Busy as exc:
+        assert exc.retry_after_s > 0
+    scheduled = gate.ticket(manual=False)  # never refused, and served before waiting triggers
+    assert gate.counts() == (2, 3)
+    gate.release()
+    assert not scheduled._granted.locked() and manual_a._granted.locked()
+    gate.release()
+    assert not manual_a._granted.locked() and manual_b._granted.locked()
+    gate.release()
+    assert not manual_b._granted.locked()
+    for _ in range(2):
+        gate.release()
+    assert gate.counts() == (0, 0)
+    first.wait(), second.wait()

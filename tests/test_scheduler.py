@@ -145,9 +145,10 @@ def test_results_paused_until_live_window_then_sync_live_round(harness, recorder
     assert h.state.snapshot().schedule.live_session == "race"
 
 
-def test_results_pause_again_after_live_tail(harness, recorder, clock):
+def test_results_pause_again_after_live_tail_when_settling_is_off(harness, recorder, clock, config):
     clock.wall = ts("2026-12-06T16:29:00Z")  # race 13:00 + 3h expected + 30m LIVE_TAIL = 16:30
-    h = harness(calendar=load_calendar("ergast-2026.json")).start()
+    no_settle = dataclasses.replace(config, results_settle_window_s=0.0)
+    h = harness(calendar=load_calendar("ergast-2026.json"), config_=no_settle).start()
     h.run_until(clock.mono + 120)
     results = recorder.times("results")
     assert results and max(results) < ts("2026-12-06T16:30:00Z")
@@ -170,7 +171,8 @@ def test_qatar_to_abu_dhabi_transition_on_real_2026_calendar(harness, recorder, 
     h.run_until(clock.mono + (ts("2026-12-03T21:31:00Z") - ts("2026-11-29T18:58:00Z")))
     assert modes == [
         ("live_session", 22, ts("2026-11-29T18:58:00Z")),
-        ("race_weekend", 22, ts("2026-11-29T19:30:00Z")),
+        ("results_settling", 22, ts("2026-11-29T19:30:00Z")),  # race 16:00 + 3h: settles until 01:00
+        ("race_weekend", 22, ts("2026-11-30T01:00:00Z")),
         ("off_season", None, ts("2026-11-30T07:00:00Z")),  # race end 19:00 + 12h tail
         ("race_weekend", 23, ts("2026-12-03T21:30:00Z")),  # Abu Dhabi FP1 09:30 - 12h lead
     ]
@@ -228,6 +230,36 @@ def test_failed_sync_retries_with_backoff_never_past_next_slot(harness, recorder
     assert all(t < start + 5 for t in rounds)
     attempts = [r.attempt for r in h.state.snapshot().history if r.kind == "rounds"]
     assert attempts == list(range(1, len(rounds) + 1))
+
+
+def test_failed_manual_trigger_never_ends_or_delays_the_scheduled_retry_chain(harness, mocked, clock, config):
+    calls: list[tuple[str, float]] = []
+    h = None
+
+    def fail(request):
+        manual = threading.current_thread().name == "manual"
+        calls.append(("manual" if manual else "schedule", clock.mono))
+        if manual:
+            clock.advance(5.0)
+            h.tick()  # the scheduled retry falls due while the manual trigger still runs
+        return 500, {}, json.dumps({"detail": "upstream down"})
+
+    mocked.assert_all_requests_are_fired = False
+    mocked.add_callback(responses.POST, re.compile(re.escape(FETCHER) + r"/fetch/rounds.*"), callback=fail)
+    mocked.add(responses.POST, re.compile(re.escape(FETCHER) + r"/fetch/(seasons|standings).*"), json={})
+    h = harness(config_=dataclasses.replace(config, seasons_interval_s=86400.0,
+                                            standings_interval_off_season_s=86400.0)).start()
+    h.tick()  # rounds attempt 1 fails: a retry is filed within a second or so
+    start = clock.mono
+    manual = threading.Thread(target=h.scheduler.trigger, args=(SyncKey("rounds", 2026),), name="manual")
+    manual.start()
+    manual.join(5)
+    h.run_until(start + 60)
+    kinds = [k for k, _ in calls]
+    assert kinds[:3] == ["schedule", "manual", "schedule"]  # the retry ran right after the failed trigger
+    assert calls[2][1] - start <= 6.0  # not at the next slot, 30 minutes later
+    attempts = [r.attempt for r in h.state.snapshot().history if r.kind == "rounds" and r.trigger == "schedule"]
+    assert attempts == [1, 2, 3]  # and the chain went on to RETRY_MAX_ATTEMPTS
 
 
 # -- overlap: skip and join ----------------------------------------------------
@@ -328,8 +360,10 @@ def test_calendar_loaded_at_start_and_refreshed_after_rounds_sync(mocked, record
     h = refreshing_harness(harness, config, rng, clock).start()
     h.tick()
     h.tick()
+    assert len([c for c in mocked.calls if c.request.method == "GET"]) == 1  # the start-up refresh
+    h.run_until(clock.mono + 300)  # the rounds sync asked for one: CALENDAR_MIN_REFRESH_INTERVAL later
     gets = [c for c in mocked.calls if c.request.method == "GET"]
-    assert len(gets) == 2  # the start-up refresh and the one after the rounds sync
+    assert len(gets) == 2
     view = h.state.snapshot().schedule
     assert view.calendar_loaded and view.calendar_rounds == 23
     assert h.state.snapshot().calendar.source == "http://calendar.test/2026.json"
@@ -351,9 +385,9 @@ def test_calendar_refresh_interval_is_one_hour(mocked, recorder, harness, config
     mocked.add(responses.GET, "http://calendar.test/2026.json", json=load_calendar("ergast-2026.json"))
     h = refreshing_harness(harness, config, rng, clock, rounds_interval_off_season_s=86400.0)
     h.start()
-    h.run_until(clock.mono + 2 * 3600 + 1)
+    h.run_until(clock.mono + 2 * 3600 + 301)
     gets = [c for c in mocked.calls if c.request.method == "GET"]
-    assert len(gets) == 4  # start, after the start-up rounds sync, +1h, +2h
+    assert len(gets) == 4  # start, 5 min later (asked by the start-up rounds sync), then every hour: 1h05, 2h05
 
 
 def test_calendar_file_is_read_before_catch_up_so_first_syncs_use_its_season(tmp_path, recorder, harness, config,
@@ -394,9 +428,9 @@ def test_unchanged_calendar_is_not_parsed_or_saved_again(mocked, recorder, harne
     caplog.set_level(logging.INFO, logger="scheduler_api")
     mocked.add(responses.GET, "http://calendar.test/2026.json", json=load_calendar("ergast-2026.json"))
     h = refreshing_harness(harness, config, rng, clock).start()
-    h.tick()  # start-up refresh, then the rounds sync asks for another
+    h.tick()  # start-up refresh, then the rounds sync asks for another (5 minutes later)
     first = h.state.snapshot().calendar
-    h.tick()
+    h.run_until(clock.mono + 300)
     assert len([c for c in mocked.calls if c.request.method == "GET"]) == 2
     assert h.state.snapshot().calendar is first
     assert "changed=yes" in caplog.text and "changed=no" in caplog.text
@@ -410,9 +444,246 @@ def test_refresh_asked_for_while_one_runs_happens_right_after_it(mocked, recorde
     scheduler.tick(clock.mono)  # queues the start-up refresh and the catch-up syncs
     refresh, syncs = executor.queue[0], executor.queue[1:]
     executor.queue = syncs
-    executor.run_all()  # the rounds sync succeeds while the refresh has not finished: it asks for another
+    executor.run_all()
+    scheduler.reload_calendar()  # SIGHUP while the refresh has not finished
     scheduler.tick(clock.mono)
     refresh(executor.client)
     scheduler.tick(clock.mono)  # the second refresh is due now, not in an hour
     executor.run_all()
     assert len([c for c in mocked.calls if c.request.method == "GET"]) == 2
+
+
+# -- stagger -----------------------------------------------------------------------
+
+ONE_SECOND = dict(seasons_interval_s=1.0, rounds_interval_off_season_s=1.0, rounds_interval_race_weekend_s=1.0,
+                  results_interval_live_s=1.0, standings_interval_off_season_s=1.0,
+                  standings_interval_race_weekend_s=1.0, stagger_s=1.0)
+
+
+def _first_calls_after(recorder: Recorder, since_ts: float) -> dict[str, float]:
+    first: dict[str, float] = {}
+    for kind, _, at in recorder.calls:
+        if at >= since_ts:
+            first.setdefault(kind, at)
+    return first
+
+
+def _apart_by_at_least(times: dict[str, float], gap_s: float) -> bool:
+    ordered = sorted(times.values())
+    return all(later - earlier >= gap_s for earlier, later in zip(ordered, ordered[1:]))
+
+
+def test_stagger_offsets_each_kind_first_calls_after_a_sixty_second_outage(harness, recorder, clock, config):
+    clock.wall = ts("2026-12-06T13:30:00Z")  # Abu Dhabi race live: all four kinds run
+    h = harness(calendar=load_calendar("ergast-2026.json"),
+                config_=dataclasses.replace(config, **ONE_SECOND)).start()
+    started = clock.now_ts()
+    h.run_until(clock.mono + 5)
+    first = _first_calls_after(recorder, started)
+    assert sorted(first) == ["results", "rounds", "seasons", "standings"]
+    assert {k: at - started for k, at in first.items()} == {
+        "seasons": 0.0, "rounds": 0.25, "results": 0.5, "standings": 0.75}  # STAGGER capped at interval / 4
+    recorder.status = 500  # fetcher_service down for 60 s
+    h.run_until(clock.mono + 60)
+    recorder.status = 200
+    recovered = clock.now_ts()
+    h.run_until(clock.mono + 5)
+    first = _first_calls_after(recorder, recovered)
+    assert len(first) == 4 and _apart_by_at_least(first, 0.05)
+
+
+def test_stagger_spreads_catch_up_at_start_and_after_a_suspend(harness, recorder, clock, config):
+    clock.wall = ts("2026-12-06T13:30:00Z")
+    h = harness(calendar=load_calendar("ergast-2026.json"),
+                config_=dataclasses.replace(config, stagger_s=1.0)).start()
+    started = clock.now_ts()
+    h.run_until(clock.mono + 10)
+    first = _first_calls_after(recorder, started)
+    assert {k: at - started for k, at in first.items()} == {
+        "seasons": 0.0, "rounds": 1.0, "results": 2.0, "standings": 3.0}
+    assert h.state.snapshot().counters["caught_up"] == 4
+    clock.jump_wall(3600.0)  # suspended an hour: every kind is overdue
+    resumed = clock.now_ts()
+    h.run_until(clock.mono + 10)
+    assert _apart_by_at_least(_first_calls_after(recorder, resumed), 0.05)
+
+
+# -- the calendar's refresh budget ---------------------------------------------------
+
+class CountingSource:
+    """A calendar source serving the real 2026 calendar and counting its loads."""
+
+    file_path = None
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.body = load_calendar("ergast-2026.json")
+        self.loads: list[float] = []
+
+    def load(self, season: int):
+        from scheduler_api.calendar_parse import parse_calendar
+
+        self.loads.append(self.clock.now_ts())
+        return parse_calendar(self.body), self.body
+
+    def describe(self, season: int) -> str:
+        return "counting"
+
+
+def test_calendar_min_refresh_interval_keeps_race_weekend_to_twelve_gets_an_hour(harness, recorder, clock, config):
+    clock.wall = ts("2026-12-05T06:00:00Z")  # Abu Dhabi race weekend, rounds every 30 s
+    source = CountingSource(clock)
+    h = harness(config_=config, calendar_source=source).start()
+    start = clock.now_ts()
+    h.run_until(clock.mono + 3 * 3600)
+    assert h.state.snapshot().schedule.mode in ("race_weekend", "live_session")
+    assert len(recorder.times("rounds")) > 300
+    for hour_start in range(int(start), int(start) + 2 * 3600, 60):
+        assert sum(1 for at in source.loads if hour_start <= at < hour_start + 3600) <= 12
+    gaps = [b - a for a, b in zip(source.loads, source.loads[1:])]
+    assert min(gaps) >= 300
+
+
+# -- a kind turned off ---------------------------------------------------------------
+
+def test_kind_turned_off_is_never_scheduled_and_shows_no_next_sync(harness, recorder, clock, config):
+    clock.wall = ts("2026-12-06T13:30:00Z")
+    off = dataclasses.replace(config, fetch_paths={**config.fetch_paths, "standings": "off", "results": "off"})
+    h = harness(calendar=load_calendar("ergast-2026.json"), config_=off).start()
+    h.run_until(clock.mono + 3600)
+    assert not recorder.times("standings") and not recorder.times("results")
+    view = h.scheduler.view()
+    assert view.intervals_s["standings"] is None and view.next_syncs["standings"] is None
+    assert view.intervals_s["results"] is None and view.next_syncs["results"] is None
+
+
+# -- the schedule at request time ------------------------------------------------------
+
+def test_view_follows_a_forward_wall_clock_step_at_once(harness, recorder, clock):
+    h = harness().start()
+    h.tick()
+    clock.jump_wall(3 * 3600)  # a step forward: rounds and standings are overdue
+    view = h.scheduler.view()
+    now = int(clock.now_ts())
+    assert view.next_syncs["rounds"] == now and view.next_syncs["standings"] == now
+    clock.jump_wall(-3600)  # a step back moves nothing, and the view says so at once
+    assert h.scheduler.view().next_syncs["rounds"] == now - 3600
+
+
+# -- the concurrency bound ------------------------------------------------------------
+
+class BlockingClient:
+    """A SyncClient whose calls block until released; it measures how many run at once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running = self.most = 0
+        self.order: list[SyncKey] = []
+        self.release = threading.Semaphore(0)  # each release lets one call finish
+
+    def sync(self, key, session_name=None, before_send=None):
+        if before_send is not None:
+            before_send()
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.order.append(key)
+        self.release.acquire(timeout=10)
+        with self.lock:
+            self.running -= 1
+        from scheduler_api.fetcher import Outcome
+        return Outcome("ok", 200, None, 1)
+
+    def close(self) -> None:
+        pass
+
+
+def test_concurrency_bound_150_parallel_triggers_never_exceed_four_calls(clock, rng, config):
+    from scheduler_api.runner import Busy
+    from scheduler_api.workers import InlineExecutor
+
+    client = BlockingClient()
+    scheduler = Scheduler(config, State(), clock, InlineExecutor(client), lambda: client, rng)
+    keys = [SyncKey("results", 2000 + i // 100, i % 100) for i in range(150)]
+    answers: dict[SyncKey, str] = {}
+
+    def trigger(key):
+        try:
+            outcome, _ = scheduler.trigger(key)
+            answers[key] = outcome.outcome
+        except Busy:
+            answers[key] = "busy"
+
+    threads = []
+    for key in keys:  # one after the other, so arrival order is known
+        thread = threading.Thread(target=trigger, args=(key,))
+        thread.start()
+        threads.append(thread)
+        deadline = threading.Event()
+        for _ in range(500):
+            running, waiting = scheduler.call_counts()
+            if key in answers or running + waiting >= min(len(threads), 36):
+                break
+            deadline.wait(0.002)
+    assert scheduler.call_counts() == (4, 32)
+    for started in range(5, 37):  # finish one call at a time: its place goes to the first waiter
+        client.release.release()
+        for _ in range(500):
+            if len(client.order) >= started:
+                break
+            threading.Event().wait(0.002)
+        assert client.running <= 4
+    for _ in range(4):
+        client.release.release()
+    for thread in threads:
+        thread.join(10)
+    assert len(answers) == 150  # none lost
+    assert client.most == 4
+    assert sorted(answers.values()).count("busy") == 150 - 4 - 32
+    assert client.order == keys[:36]  # the waiting 32 were served in arrival order
+    assert all(answers[key] == "ok" for key in keys[:36])
+
+
+# -- results settle ----------------------------------------------------------------------
+
+def test_results_settle_every_ten_minutes_for_six_hours_after_the_abu_dhabi_race(harness, recorder, clock):
+    # Abu Dhabi 2026 (round 23 in tests/data/ergast-2026.json), race 2026-12-06T13:00Z, expected end
+    # 16:00Z: live until 16:30 (LIVE_TAIL 30m), then results settle every 10 minutes until 22:00.
+    clock.wall = ts("2026-12-06T16:00:00Z")
+    h = harness(calendar=load_calendar("ergast-2026.json")).start()
+    h.run_until(clock.mono + (ts("2026-12-07T00:00:00Z") - ts("2026-12-06T16:00:00Z")))
+    results = [(q, at) for k, q, at in recorder.calls if k == "results"]
+    settling = [at for _, at in results if at >= ts("2026-12-06T16:30:00Z")]
+    assert {q for q, _ in results} == {"season=2026&round=23"}
+    assert settling[0] == ts("2026-12-06T16:30:00Z")
+    assert {b - a for a, b in zip(settling, settling[1:])} == {600}
+    assert settling[-1] == ts("2026-12-06T21:50:00Z")  # the last one before 16:00 + 6h
+    assert h.state.snapshot().schedule.intervals_s["results"] is None  # paused again after 22:00
+
+
+def test_results_settling_mode_names_the_session_and_reads_ten_minutes(harness, recorder, clock):
+    clock.wall = ts("2026-12-06T18:00:00Z")
+    h = harness(calendar=load_calendar("ergast-2026.json")).start()
+    h.tick()
+    view = h.scheduler.view()
+    assert (view.mode, view.mode_round, view.settling_session, view.live_session) == (
+        "results_settling", 23, "race", None)
+    assert view.intervals_s["results"] == 600.0 and view.intervals_s["rounds"] == 30.0  # still a race weekend
+
+
+def test_sprint_weekend_settle_after_the_sprint_then_qualifying_goes_live(harness, recorder, clock):
+    body = load_calendar("ergast-2026.json")
+    china = next(r for r in body["MRData"]["RaceTable"]["Races"] if r["round"] == "2")
+    sprint = ts(f"{china['Sprint']['date']}T{china['Sprint']['time']}")
+    quali = ts(f"{china['Qualifying']['date']}T{china['Qualifying']['time']}")
+    assert quali - 300 < sprint + 3600 + 6 * 3600  # qualifying goes live inside the sprint's settle window
+    clock.wall = sprint + 3600 + 1800  # the sprint's live window just ended
+    h = harness(calendar=body).start()
+    h.tick()
+    assert h.scheduler.view().settling_session == "sprint"
+    h.run_until(clock.mono + (quali - 300) - clock.now_ts())
+    view = h.scheduler.view()
+    assert (view.mode, view.live_session) == ("live_session", "qualifying")  # live wins
+    assert view.intervals_s["results"] == 30.0
+    h.run_until(clock.mono + (quali + 3600 + 1800) - clock.now_ts())
+    assert h.scheduler.view().settling_session == "qualifying"  # then qualifying's results settle

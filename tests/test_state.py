@@ -99,7 +99,7 @@ def test_restored_state_takes_known_kinds_and_counters_and_the_newest_history():
     snap = State(restored).snapshot()
 
     assert snap.last_syncs == {"seasons": None, "rounds": T0, "results": None, "standings": None}
-    assert snap.counters == {"failed": 2, "retried": 0, "coalesced": 0, "skipped": 0}
+    assert snap.counters == {"failed": 2, "retried": 0, "coalesced": 0, "skipped": 0, "caught_up": 0}
     assert snap.calendar == CalendarRecord({"MRData": {}}, "file", T0)
     assert snap.history == history[1:]
     assert snap.last_failures["rounds"] == history[0]  # seen while restoring, though no longer kept

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+from scheduler_api.fetcher import Outcome
 from scheduler_api.timetable import (
     DueHeap,
     DueKey,
@@ -23,20 +24,18 @@ def test_misfire_next_due_is_next_slot_of_original_grid():
 
 def test_backoff_doubles_with_full_jitter_from_injected_random():
     rng, replay = random.Random(7), random.Random(7)
-    delays = [retry_delay_s(attempt, 3600.0, rng) for attempt in (1, 2, 3, 4)]
+    delays = [retry_delay_s(attempt, 0.0, 3600.0, rng, max_attempts=5) for attempt in (1, 2, 3, 4)]
     assert delays == [replay.uniform(0, 1), replay.uniform(0, 2), replay.uniform(0, 4), replay.uniform(0, 8)]
 
 
 def test_backoff_chain_stops_when_backoff_reaches_interval():
     rng = random.Random(1)
-    assert retry_delay_s(3, 5.0, rng) is not None  # backoff 4 s < 5 s
-    assert retry_delay_s(4, 5.0, rng) is None  # backoff 8 s >= 5 s: the next slot comes first
+    assert retry_delay_s(3, 0.0, 5.0, rng, max_attempts=5) is not None  # backoff 4 s < 5 s
+    assert retry_delay_s(4, 0.0, 5.0, rng, max_attempts=5) is None  # backoff 8 s >= 5 s: the next slot comes first
 
 
 def test_retry_after_is_a_floor_on_the_delay():
-    assert retry_delay_s(1, 3600.0, random.Random(1), retry_after_s=120.0) == 120.0
-
-
+    assert retry_delay_s(1, 0.0, 3600.0, random.Random(1), retry_after_s=120.0) == 120.0
 
 
 # -- the per-kind timetable ----------------------------------------------------
@@ -45,7 +44,7 @@ def test_catch_up_is_due_now_when_never_synced_or_overdue():
     never = KindTimetable("rounds")
     assert never.catch_up(1800.0, 100.0) and never.due_mono == 100.0
     recent = KindTimetable("rounds", last_mono=0.0)
-    assert recent.catch_up(1800.0, 100.0) and recent.due_mono == 1800.0
+    assert not recent.catch_up(1800.0, 100.0) and recent.due_mono == 1800.0  # not a catch-up run
     paused = KindTimetable("results")
     assert not paused.catch_up(None, 100.0) and paused.due_mono is None
 
@@ -68,8 +67,10 @@ def test_fired_slot_moves_on_the_grid_and_succeeded_sets_last():
 
 def test_retry_never_lands_at_or_past_the_next_slot():
     kt = KindTimetable("rounds", interval_s=3600.0, due_mono=110.0)
-    assert kt.retry_at(1, 100.0, random.Random(1), retry_after_s=5.0) == 105.0 and kt.retry_attempt == 2
-    assert kt.retry_at(1, 100.0, random.Random(1), retry_after_s=10.0) is None
+    busy = Outcome("failed", 503, "HTTP 503", 0, retry_after_s=5.0)
+    assert kt.retry_at(1, busy, 100.0, random.Random(1), 3) == 105.0 and kt.retry_attempt == 2
+    later = Outcome("failed", 503, "HTTP 503", 0, retry_after_s=10.0)
+    assert kt.retry_at(1, later, 100.0, random.Random(1), 3) is None
 
 
 def test_shift_after_a_forward_jump_runs_overdue_slots_now():
