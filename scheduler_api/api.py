@@ -20,10 +20,14 @@ from .config import KINDS, Config
 from .durations import format_duration
 from .fetcher import Outcome, SyncKey
 from .health import FetcherHealth
-from .httphead import HttpError
+from .httphead import HttpError, RawBody
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .metrics import Readings
+from .metrics import render as render_metrics
 from .runner import BUSY_RETRY_AFTER_S, Busy
 from .scheduler import Scheduler
 from .state import State
+from .ticker import TickerHealth
 
 HISTORY_DEFAULT_LIMIT = 50
 HISTORY_MAX_LIMIT = 500
@@ -132,8 +136,11 @@ class App:
     :param state: the shared state.
     :param scheduler: runs manual triggers.
     :param health: fetcher connectivity.
-    :param clock: for timestamps and uptime.
+    :param clock: for timestamps and uptime (monotonic, so a wall-clock step never changes it).
     :param ticker_alive: returns whether the ticker thread runs.
+    :param ticker_health: returns how the ticker fares at a monotonic instant
+        (:meth:`scheduler_api.ticker.Ticker.health`), or None to trust ``ticker_alive`` alone.
+    :param version: the daemon's version, for ``/metrics``.
     """
 
     def __init__(
@@ -144,6 +151,8 @@ class App:
         health: FetcherHealth,
         clock: Clock,
         ticker_alive: Callable[[], bool],
+        ticker_health: Callable[[float], TickerHealth] | None = None,
+        version: str = "",
     ) -> None:
         self.config = config
         self.state = state
@@ -151,7 +160,10 @@ class App:
         self.health = health
         self.clock = clock
         self.ticker_alive = ticker_alive
+        self.ticker_health = ticker_health
+        self.version = version
         self.started_ts = clock.now_ts()
+        self.started_mono = clock.monotonic()
         self.routes: dict[str, dict[str, Callable[[Request], Response]]] = {
             f"/trigger/{kind}": {"POST": functools.partial(self.trigger, kind)} for kind in TRIGGERS
         }
@@ -159,6 +171,7 @@ class App:
             "/status": {"GET": self.status},
             "/health": {"GET": self.health_check},
             "/history": {"GET": self.history},
+            "/metrics": {"GET": self.metrics},
         })
 
     def now(self) -> int:
@@ -295,7 +308,7 @@ class App:
         """
         _reject_unknown(request, ())
         snap = self.state.snapshot(history=False)
-        view = snap.schedule
+        view = self.scheduler.view()  # against the clock now: right at once after a wall-clock step
         last_failures = {  # the newest failed attempt of each kind, with its reason
             kind: None if record is None else {
                 "at": record.finished_at, "trigger": record.trigger, "outcome": record.outcome,
@@ -324,6 +337,7 @@ class App:
                 "rounds": view.calendar_rounds,
                 "source": snap.calendar.source if snap.calendar else None,
                 "fetched_at": snap.calendar.fetched_at if snap.calendar else None,
+                "overrides_in_force": view.overrides_in_force,
             },
             "in_flight": list(view.in_flight),
             "counters": dict(snap.counters),
@@ -357,22 +371,37 @@ class App:
         A fetcher that answers, even with 500, counts as connected. Takes no parameters.
         """
         _reject_unknown(request, ())
-        running = self.ticker_alive()
+        now_mono = self.clock.monotonic()
+        running = self.ticker_alive() and (self.ticker_health is None or self.ticker_health(now_mono).ok)
         connected = self.health.connected()
         stale = self.stale_kinds()
+        failing = list(self.state.snapshot(history=False).failing)
         if not running:
             status, code = "unhealthy", 503
-        elif connected is False or stale:
+        elif connected is False or stale or failing:
             status, code = "degraded", 200
         else:
             status, code = "healthy", 200
         return code, {
             "status": status,
-            "uptime_seconds": max(0, int(self.clock.now_ts() - self.started_ts)),
+            "uptime_seconds": max(0, int(now_mono - self.started_mono)),
             "fetcher_service_connected": bool(connected),
             "scheduler_running": running,
             "stale": stale,
+            "failing": failing,
         }
+
+    def metrics(self, request: Request) -> tuple[int, RawBody]:
+        """``GET /metrics``: the Prometheus text exposition (README, Metrics). Takes no parameters."""
+        _reject_unknown(request, ())
+        snap = self.state.snapshot(history=False)
+        view = self.scheduler.view()
+        readings = Readings(
+            kinds=KINDS, last_syncs=snap.last_syncs, next_syncs=view.next_syncs, intervals_s=view.intervals_s,
+            mode=view.mode, fetcher_up=self.health.connected(), calendar_rounds=view.calendar_rounds,
+            version=self.version,
+        )
+        return 200, RawBody(METRICS_CONTENT_TYPE, render_metrics(readings, self.state.metrics).encode("utf-8"))
 
     def history(self, request: Request) -> Response:
         """``GET /history[?kind=K][&limit=N]``: the latest sync records, newest first.

@@ -417,7 +417,9 @@ def _build(config: Config, environ: Mapping[str, str], standin: FetcherStandIn |
         health=health, wake=ticker.wake, dispatch_lead_s=DISPATCH_LEAD_S,
     )
     ticker_thread = threading.Thread(target=ticker.run, args=(scheduler.tick,), name="ticker", daemon=True)
-    app = App(config, state, scheduler, health, clock, ticker_thread.is_alive)
+    from . import __version__  # noqa: PLC0415 - a metadata lookup: the daemon only
+
+    app = App(config, state, scheduler, health, clock, ticker_thread.is_alive, ticker.health, __version__)
     try:
         server = ApiServer((config.host, config.port), app, config.http_timeout_s, config.max_connections, clock,
                            sock=listen_socket)

@@ -25,6 +25,7 @@ from .httphead import (
     MAX_HEADERS,
     MAX_LINE,
     HttpError,
+    RawBody,
     RequestHead,
     expects_continue,
     headers_follow,
@@ -77,8 +78,11 @@ class HandlerHost(Protocol):
         """Count a request answered."""
 
 
-def render_answer(status: int, body: dict, headers: Mapping[str, str], close: bool, with_body: bool = True) -> bytes:
+def render_answer(status: int, body: dict | RawBody, headers: Mapping[str, str], close: bool,
+                  with_body: bool = True) -> bytes:
     """Encode one answer, status line, headers and JSON body, to be sent in one write (no Nagle stall).
+
+    A :class:`RawBody` (the Prometheus text of ``/metrics``) is sent as is, with its own content type.
 
     A 204 has neither body nor ``Content-Type``/``Content-Length`` (RFC 9110
     forbids ``Content-Length`` on it); every other answer has both.
@@ -89,7 +93,10 @@ def render_answer(status: int, body: dict, headers: Mapping[str, str], close: bo
     """
     lines = [f"HTTP/1.1 {status} {PHRASES.get(status, ('',))[0]}", "Server: scheduler_api"]
     payload = b""
-    if status != 204:
+    if isinstance(body, RawBody):
+        payload = body.payload
+        lines += [f"Content-Type: {body.content_type}", f"Content-Length: {len(payload)}"]
+    elif status != 204:
         payload = json.dumps(body).encode("utf-8")  # the default separators (", ", ": "), cached encoder
         lines += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
     lines.extend(f"{name}: {value}" for name, value in headers.items())

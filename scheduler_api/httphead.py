@@ -13,6 +13,7 @@ cheaper to build on a path every request takes under the admission lock.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import NamedTuple
 
@@ -21,6 +22,18 @@ MAX_HEADERS = 100  # as http.client
 MAX_HEADER_BYTES = 64 * 1024  # all header lines together; more is refused with 431
 MAX_BODY_BYTES = 64 * 1024  # no endpoint takes a body; a longer one is refused with 413
 METHOD_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.6.2 token
+
+
+@dataclass(frozen=True)
+class RawBody:
+    """An answer body that is not JSON (``GET /metrics``): sent as is with its content type.
+
+    :ivar content_type: the ``Content-Type`` header value.
+    :ivar payload: the body's bytes.
+    """
+
+    content_type: str
+    payload: bytes
 
 
 class HttpError(Exception):

@@ -262,13 +262,13 @@ class Scheduler:
                 self._heap.cancel(kt.retry_key)  # a pending retry never runs past the next slot
                 missed = kt.fired(entry.due_mono, now_mono)
                 if missed:
-                    self._state.count("coalesced", missed)
+                    self._state.count("coalesced", missed, kind=kt.kind)
                     logger.info("misfire kind=%s missed_slots=%d coalesced=1", kt.kind, missed)
                 self._file_slot(kt)
                 self._collect(kt.kind, 1, now_ts, entry.due_mono, attempts)
             else:
                 if kt.retry_attempt > 1:  # not a slot's first attempt held behind a manual trigger
-                    self._state.count("retried")
+                    self._state.count("retried", kind=kt.kind)
                 self._collect(kt.kind, kt.retry_attempt, now_ts, entry.due_mono, attempts)
         return attempts, refresh
 
@@ -406,7 +406,7 @@ class Scheduler:
                 logger.info("hold %s trigger=schedule attempt=%d reason=manual_trigger_running",
                             key.log_fields(), number)
                 return
-            self._state.count("skipped")
+            self._state.count("skipped", kind=kind)
             logger.info("skip %s trigger=schedule reason=still_running", key.log_fields())
             return
         attempts.append(Attempt(key, self._session_for(key), "schedule", number, flight, due_mono))
@@ -477,6 +477,7 @@ class Scheduler:
             in_flight=tuple(sorted(map(_flight_label, flying))) if flying else (),
             calendar_loaded=calendar is not None,
             calendar_rounds=len(calendar.rounds) if calendar else 0,
+            overrides_in_force=calendar.overrides_in_force if calendar else 0,
         )
 
     # -- after an attempt (runs on a worker, or on the manual trigger's thread) --

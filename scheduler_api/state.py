@@ -11,8 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .config import KINDS
+from .metrics import SyncMetrics
 
 HISTORY_LIMIT = 500  # the history keeps the newest 500 sync records, in memory and on disk
+#: A kind whose last this many attempts all failed is "failing" in ``/health``.
+FAILING_AFTER = 3
+
 COUNTERS = ("failed", "retried", "coalesced", "skipped", "caught_up")
 JSON_SEPARATORS = (",", ":")  # compact JSON, as in the state file
 
@@ -114,6 +118,7 @@ class ScheduleView:
     in_flight: tuple[str, ...] = ()
     calendar_loaded: bool = False
     calendar_rounds: int = 0
+    overrides_in_force: int = 0
 
 
 @dataclass(frozen=True)
@@ -140,7 +145,8 @@ class Snapshot:
     history: tuple[SyncRecord, ...]
     counters: Mapping[str, int]
     last_failures: Mapping[str, SyncRecord | None] = field(default_factory=lambda: dict.fromkeys(KINDS))
-
+    #: Kinds whose last :data:`FAILING_AFTER` attempts (scheduled or manual) all failed, in report order.
+    failing: tuple[str, ...] = ()
 
 
 
@@ -179,8 +185,9 @@ class State:
         newest :data:`HISTORY_LIMIT` records.
     """
 
-    def __init__(self, restored: Persisted | None = None) -> None:
+    def __init__(self, restored: Persisted | None = None, metrics: SyncMetrics | None = None) -> None:
         restored = restored or Persisted()
+        self.metrics = metrics or SyncMetrics()
         self._lock = threading.Lock()
         self._save_wanted = threading.Condition(self._lock)
         self._save_asked = False
@@ -191,9 +198,18 @@ class State:
         self._counters = {name: restored.counters.get(name, 0) for name in COUNTERS}
         self._history: collections.deque[SyncRecord] = collections.deque(restored.history, maxlen=HISTORY_LIMIT)
         self._last_failures: dict[str, SyncRecord | None] = dict.fromkeys(KINDS)
+        self._failures_in_row = dict.fromkeys(KINDS, 0)
         for record in restored.history:
-            if record.outcome != "ok" and record.kind in self._last_failures:
-                self._last_failures[record.kind] = record
+            if record.kind in self._last_failures:
+                self._note_outcome(record)
+
+    def _note_outcome(self, record: SyncRecord) -> None:
+        """Keep the kind's last failure and how many attempts in a row failed (caller holds the lock)."""
+        if record.outcome == "ok":
+            self._failures_in_row[record.kind] = 0
+        else:
+            self._last_failures[record.kind] = record
+            self._failures_in_row[record.kind] += 1
 
     # -- mutation --------------------------------------------------------
 
@@ -208,20 +224,23 @@ class State:
             A manual trigger with other parameters than the scheduled ones
             does not count (see README, What it does).
         """
+        self.metrics.sync_finished(record.kind, record.trigger, record.outcome, record.duration_ms / 1000)
         with self._lock:
             self._history.append(record)
             if record.outcome == "ok" and counts_as_last_sync:
                 self._last_syncs[record.kind] = record.finished_at
             elif record.outcome != "ok":
                 self._counters["failed"] += 1
-                self._last_failures[record.kind] = record
+            self._note_outcome(record)
             self._revision += 1
 
-    def count(self, counter: str, amount: int = 1) -> None:
-        """Add ``amount`` to one of :data:`COUNTERS`.
+    def count(self, counter: str, amount: int = 1, kind: str | None = None) -> None:
+        """Add ``amount`` to one of :data:`COUNTERS` (and, with ``kind``, to that kind's metric).
 
         :raises KeyError: for a name not in :data:`COUNTERS` (a bug).
         """
+        if kind is not None:
+            self.metrics.count(kind, counter, amount)
         with self._lock:
             self._counters[counter] += amount
             self._revision += 1
@@ -257,6 +276,7 @@ class State:
                 history=tuple(self._history) if history else (),
                 counters=dict(self._counters),
                 last_failures=dict(self._last_failures),
+                failing=tuple(kind for kind in KINDS if self._failures_in_row[kind] >= FAILING_AFTER),
             )
 
     def to_persist(self) -> tuple[int, Persisted]:

@@ -7,14 +7,17 @@ mocked fetcher, without sockets; the transport is tested in ``test_server.py``.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any, Callable
 
 import pytest
 import requests
+import responses
 
 from scheduler_api.api import App
 from scheduler_api.config import Config
 from scheduler_api.health import FetcherHealth
+from scheduler_api.ticker import Ticker, TickerHealth
 
 from conftest import FETCHER, load_calendar, ts
 
@@ -36,14 +39,15 @@ KINDS = {"seasons", "rounds", "results", "standings"}
 class Api:
     """An :class:`App` over a started harness; probes are recorded, not run."""
 
-    def __init__(self, build_harness, clock, ticker_alive: bool = True) -> None:
+    def __init__(self, build_harness, clock, ticker_alive: bool = True, ticker_health=None) -> None:
         self.clock = clock
         self.probes: list[Any] = []
         self.health = FetcherHealth(clock, 10.0, "/health", self.probes.append)
         self.harness = harness = build_harness(health=self.health)
         self.alive = ticker_alive
         harness.start()
-        self.app = App(harness.config, harness.state, harness.scheduler, self.health, clock, lambda: self.alive)
+        self.app = App(harness.config, harness.state, harness.scheduler, self.health, clock, lambda: self.alive,
+                       ticker_health, "0.2.0")
 
     def get(self, target: str) -> tuple[int, dict]:
         status, body, _headers = self.app.handle("GET", target)
@@ -59,11 +63,11 @@ def api(harness, clock) -> Callable[..., Api]:
     """``api(calendar=..., config_=..., at=...)``: an App on a started harness."""
 
     def build(calendar: Any = "ergast-2026.json", config_: Config | None = None, at: int | None = None,
-              ticker_alive: bool = True) -> Api:
+              ticker_alive: bool = True, ticker_health=None) -> Api:
         if at is not None:
             clock.wall = float(at)
         body = load_calendar(calendar) if isinstance(calendar, str) else calendar
-        return Api(lambda **kw: harness(calendar=body, config_=config_, **kw), clock, ticker_alive)
+        return Api(lambda **kw: harness(calendar=body, config_=config_, **kw), clock, ticker_alive, ticker_health)
 
     return build
 
@@ -471,9 +475,9 @@ def test_health_is_healthy_with_the_seed_keys(api, clock):
     status, body = a.get("/health")
 
     assert status == 200
-    assert set(body) == SEED_HEALTH_KEYS | {"stale"}
+    assert set(body) == SEED_HEALTH_KEYS | {"stale", "failing"}
     assert body == {"status": "healthy", "uptime_seconds": 90, "fetcher_service_connected": True,
-                    "scheduler_running": True, "stale": []}
+                    "scheduler_running": True, "stale": [], "failing": []}
     assert type(body["uptime_seconds"]) is int
 
 
@@ -506,6 +510,73 @@ def test_health_is_unhealthy_503_when_the_ticker_is_dead(api):
     assert status == 503
     assert body["status"] == "unhealthy"
     assert body["scheduler_running"] is False
+
+
+def test_health_is_unhealthy_when_the_ticker_has_not_come_round_for_150s(api, clock):
+    entered, release = threading.Event(), threading.Event()
+
+    def wedged_tick(now_mono: float) -> float | None:
+        entered.set()
+        release.wait(30)  # stuck inside tick: its thread lives, its loop does not come round
+        return None
+
+    ticker = Ticker(clock)
+    thread = threading.Thread(target=ticker.run, args=(wedged_tick,), daemon=True)
+    thread.start()
+    try:
+        assert entered.wait(5)
+        a = api(ticker_health=ticker.health)
+        a.health.record(True)
+        clock.advance(150)
+        assert a.get("/health")[1]["status"] == "healthy"
+        clock.advance(1)
+        status, body = a.get("/health")
+        assert (status, body["status"], body["scheduler_running"]) == (503, "unhealthy", False)
+    finally:
+        ticker.stop()
+        release.set()
+        thread.join(5)
+
+
+def test_health_is_unhealthy_after_three_ticker_errors_in_a_row(api):
+    errors = {"n": 2}
+    a = api(ticker_health=lambda now_mono: TickerHealth(True, errors["n"], now_mono, 0.0))
+    a.health.record(True)
+    assert a.get("/health")[0] == 200
+    errors["n"] = 3
+    status, body = a.get("/health")
+    assert (status, body["status"]) == (503, "unhealthy")
+
+
+def test_health_uptime_follows_the_monotonic_clock_not_wall_steps(api, clock):
+    a = api()
+    a.health.record(True)
+    clock.advance(73)
+    clock.jump_wall(-3600)
+    assert a.get("/health")[1]["uptime_seconds"] == 73
+    clock.jump_wall(+86400)
+    assert a.get("/health")[1]["uptime_seconds"] == 73
+
+
+def test_health_names_a_kind_whose_last_three_attempts_failed(mocked, api):
+    mocked.post(f"{FETCHER}/fetch/seasons", json={"detail": "Not Found"}, status=404)
+    a = api()
+    a.health.record(True)
+    for expected in ([], [], ["seasons"]):
+        a.post("/trigger/seasons")
+        assert a.get("/health")[1]["failing"] == expected
+    assert a.get("/health")[1]["status"] == "degraded"
+    mocked.replace(responses.POST, f"{FETCHER}/fetch/seasons", json=ORIGIN_OK)
+    a.post("/trigger/seasons")
+    assert a.get("/health")[1]["failing"] == []
+
+
+def test_status_follows_a_wall_clock_step_at_once(mocked, api, clock):
+    a = api()
+    before = a.get("/status")[1]["next_syncs"]["rounds"]
+    clock.jump_wall(3600)  # a step forward (or a suspend): overdue syncs are due now, shown at once
+    after = a.get("/status")[1]["next_syncs"]["rounds"]
+    assert after == int(clock.wall) and before < after
 
 
 def test_health_names_the_stale_kind_and_is_degraded(mocked, api, clock):

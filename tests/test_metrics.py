@@ -59,3 +59,33 @@ def test_a_paused_kind_has_no_interval_or_next_sync_series():
 def test_label_values_are_escaped():
     text = render(readings(version='1"\\\n'), SyncMetrics())
     assert parse(text)["scheduler_api_build_info"] == {(("version", '1"\\\n'),): 1}
+
+
+# -- GET /metrics on the App, checked against /status -----------------------------------------
+
+from test_api import ORIGIN_OK, api  # noqa: E402,F401 - the App harness and its fixture
+
+from conftest import FETCHER  # noqa: E402
+
+
+def test_metrics_after_one_manual_trigger_agree_with_status(mocked, api):  # noqa: F811
+    mocked.post(f"{FETCHER}/fetch/seasons", json=ORIGIN_OK)
+    a = api()
+    a.post("/trigger/seasons")
+    status, body, _ = a.app.handle("GET", "/metrics")
+    assert status == 200 and body.content_type == "text/plain; version=0.0.4; charset=utf-8"
+    samples = parse(body.payload.decode())
+    assert samples["scheduler_api_syncs_total"][(("kind", "seasons"), ("outcome", "ok"), ("trigger", "manual"))] == 1
+    report = a.get("/status")[1]
+    assert samples["scheduler_api_last_success_timestamp_seconds"][(("kind", "seasons"),)] == report["last_syncs"]["seasons"]
+    assert samples["scheduler_api_next_sync_timestamp_seconds"][(("kind", "rounds"),)] == report["next_syncs"]["rounds"]
+    assert samples["scheduler_api_interval_seconds"][(("kind", "rounds"),)] == 1800.0  # "30m" in /status
+    assert (("kind", "results"),) not in samples["scheduler_api_interval_seconds"]  # paused off-season
+    assert samples["scheduler_api_mode"][(("mode", report["mode"]["name"]),)] == 1
+    assert samples["scheduler_api_calendar_rounds"] == {(): report["calendar"]["rounds"]}
+    assert samples["scheduler_api_build_info"] == {(("version", "0.2.0"),): 1}
+
+
+def test_metrics_takes_no_parameters(api):  # noqa: F811
+    status, body, _ = api().app.handle("GET", "/metrics?x=1")
+    assert status == 400

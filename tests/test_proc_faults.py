@@ -54,7 +54,7 @@ FAULT_CASES = [
 def test_fetcher_faults_keep_daemon_up_and_failures_are_logged_with_reasons(daemon, standin):
     proc = daemon({"FETCHER_TIMEOUT": "500ms"})
     proc.settle()
-    for fault, code, called, answered, reason in FAULT_CASES:
+    for in_row, (fault, code, called, answered, reason) in enumerate(FAULT_CASES, start=1):
         standin.set_fault(fault)
         status, body, _ = proc.request("POST", "/trigger/seasons")
         assert status == code, (fault, body)
@@ -67,7 +67,9 @@ def test_fetcher_faults_keep_daemon_up_and_failures_are_logged_with_reasons(daem
         assert health_status == 200
         # A fetcher that sends any HTTP answer is connected, merely failing.
         assert health["fetcher_service_connected"] is answered, fault
-        assert health["status"] == ("healthy" if answered else "degraded"), (fault, health)
+        # From the third failed attempt in a row on, seasons is "failing" and the daemon degraded.
+        assert health["failing"] == (["seasons"] if in_row >= 3 else []), (fault, health)
+        assert health["status"] == ("healthy" if answered and in_row < 3 else "degraded"), (fault, health)
     standin.set_fault("ok")
     assert proc.request("POST", "/trigger/seasons")[0] == 200
     assert proc.get("/health")["status"] == "healthy"

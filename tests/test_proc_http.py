@@ -7,6 +7,7 @@ in ``test_http_hardening.py``.
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import struct
@@ -300,8 +301,9 @@ def test_idle_connection_is_closed_after_http_timeout(daemon):
 def test_health_reports_stale_data_but_a_failing_fetcher_stays_connected(daemon, standin):
     standin.set_fault("error500", paths=("/fetch/rounds",))
     proc = daemon({"ROUNDS_INTERVAL_OFF_SEASON": "100ms"})
-    body = wait_for(lambda: (lambda b: b if b["status"] == "degraded" else None)(proc.get("/health")),
+    body = wait_for(lambda: (lambda b: b if b["stale"] else None)(proc.get("/health")),
                     what="/health to report stale rounds")
+    assert body["status"] == "degraded" and body["failing"] == ["rounds"]
     assert "rounds" in body["stale"] and "seasons" not in body["stale"]
     assert body["fetcher_service_connected"] is True
     standin.set_fault("ok")
@@ -323,3 +325,25 @@ def test_health_answers_while_a_manual_trigger_waits_for_a_hanging_fetcher(daemo
     standin.set_fault("ok")  # the hanging call is dropped unanswered
     trigger.join(10)
     assert answers and answers[0][0] == 502
+
+
+def test_metrics_of_a_running_daemon_parse_and_count_a_manual_trigger(daemon):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    proc = daemon()
+    proc.settle()
+    assert proc.request("POST", "/trigger/seasons")[0] == 200
+    conn = http.client.HTTPConnection("127.0.0.1", proc.port, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        response = conn.getresponse()
+        text = response.read().decode("utf-8")
+    finally:
+        conn.close()
+    assert response.status == 200
+    assert response.getheader("Content-Type") == "text/plain; version=0.0.4; charset=utf-8"
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    assert samples[("scheduler_api_syncs_total", (("kind", "seasons"), ("outcome", "ok"), ("trigger", "manual")))] == 1
+    assert samples[("scheduler_api_syncs_total", (("kind", "seasons"), ("outcome", "ok"), ("trigger", "schedule")))] == 1
+    assert samples[("scheduler_api_fetcher_up", ())] == 1
