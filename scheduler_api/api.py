@@ -429,4 +429,4 @@ def _reject_unknown(request: Request, allowed: tuple[str, ...]) -> None:
 
 def _failure_status(outcome: Outcome) -> int:
     """:returns: 504 when fetcher_service did not answer in time, else 502."""
-    return 504 if outcome.outcome == "timeout" else 502
+    return 504 if outcome.result == "timeout" else 502

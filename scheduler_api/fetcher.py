@@ -92,7 +92,7 @@ class Outcome:
     is a ``timeout`` (fetcher_service may still be working on the call, and
     a retry would pile a second one on it).
 
-    :ivar outcome: ``ok``, ``failed`` or ``timeout``, as logged (``outcome=``) and kept in
+    :ivar result: ``ok``, ``failed`` or ``timeout``, as logged (``outcome=``) and kept in
         the history; ``timeout`` for any call cut off by its deadline, sent or not.
     :ivar http_status: fetcher_service's HTTP status, or None when it sent no answer.
     :ivar error: why it failed, one line of at most 303 characters (see :func:`cut_reason`), or None.
@@ -101,8 +101,8 @@ class Outcome:
     :ivar failure: None when ok, else ``transient``, ``permanent`` or ``timeout``
         (see :func:`failure_class`; ``timeout`` only when the deadline passed after
         the request was sent: a call that never got through is ``transient`` even
-        when its outcome is ``timeout``). Left out, it is derived from
-        ``outcome`` and ``http_status``.
+        when its result is ``timeout``). Left out, it is derived from
+        ``result`` and ``http_status``.
     :ivar fetcher_called: True once the request reached fetcher_service (a
         connection was made and the request sent), timeouts included, so a
         timed-out trigger answers 504 with ``fetcher_called: true``; False when
@@ -110,7 +110,7 @@ class Outcome:
     :raises ValueError: an ok outcome with a failure class, or an unknown class.
     """
 
-    outcome: str
+    result: str
     http_status: int | None
     error: str | None
     duration_ms: int
@@ -121,12 +121,12 @@ class Outcome:
     def __post_init__(self) -> None:
         if self.fetcher_called is None:
             object.__setattr__(self, "fetcher_called", self.http_status is not None)
-        if self.outcome == "ok":
+        if self.result == "ok":
             if self.failure is not None:
                 raise ValueError(f"an ok outcome has no failure class, got {self.failure!r}")
             return
         if self.failure is None:
-            derived = TIMEOUT if self.outcome == "timeout" else failure_class(self.http_status)
+            derived = TIMEOUT if self.result == "timeout" else failure_class(self.http_status)
             object.__setattr__(self, "failure", derived)
         elif self.failure not in FAILURE_CLASSES:
             raise ValueError(f"failure must be one of {', '.join(FAILURE_CLASSES)}, got {self.failure!r}")
@@ -134,7 +134,7 @@ class Outcome:
     @property
     def ok(self) -> bool:
         """:returns: True when the sync succeeded."""
-        return self.outcome == "ok"
+        return self.result == "ok"
 
     @property
     def answered(self) -> bool:

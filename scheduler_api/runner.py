@@ -378,7 +378,7 @@ class Runner:
         key = attempt.key
         record = SyncRecord(
             kind=key.kind, season=key.season, round=key.round, session=attempt.session_name,
-            trigger=attempt.trigger, outcome=outcome.outcome, attempt=attempt.number,
+            trigger=attempt.trigger, outcome=outcome.result, attempt=attempt.number,
             http_status=outcome.http_status, duration_ms=outcome.duration_ms,
             started_at=int(started_ts), finished_at=int(now_ts), error=outcome.error,
         )

@@ -80,7 +80,7 @@ def failure_class(outcome: Outcome) -> str | None:
     if given is not None:
         return given
     status = outcome.http_status
-    if outcome.outcome == TIMEOUT:
+    if outcome.result == TIMEOUT:
         return TIMEOUT
     if status is None or 200 <= status < 300 or status in _TRANSIENT_4XX or (500 <= status < 600 and status != 501):
         return TRANSIENT

@@ -42,7 +42,7 @@ def test_origin_fetcher_success_body_is_ok(mocked, client):
 
     outcome = client.sync(SyncKey("seasons"))
 
-    assert outcome.outcome == "ok"
+    assert outcome.result == "ok"
     assert outcome.ok is True
     assert outcome.http_status == 200
     assert outcome.error is None
@@ -56,7 +56,7 @@ def test_origin_fetcher_500_detail_is_quoted_in_reason(mocked, client):
 
     outcome = client.sync(SyncKey("rounds", 2025))
 
-    assert outcome.outcome == "failed"
+    assert outcome.result == "failed"
     assert outcome.http_status == 500
     assert outcome.error == f"HTTP 500: {ORIGIN_500_DETAIL}"
     assert outcome.fetcher_called is True
@@ -69,7 +69,7 @@ def test_origin_fetcher_422_validation_list_is_quoted_in_reason(mocked, client):
 
     outcome = client.sync(SyncKey("rounds", 2025))
 
-    assert (outcome.outcome, outcome.http_status) == ("failed", 422)
+    assert (outcome.result, outcome.http_status) == ("failed", 422)
     assert outcome.error == "HTTP 422: query.season: field required"
 
 
@@ -98,7 +98,7 @@ def test_origin_fetcher_detail_string_is_quoted_in_reason(mocked, client, status
 
     outcome = client.sync(SyncKey("results", 2025, 5))
 
-    assert (outcome.outcome, outcome.http_status) == ("failed", status)
+    assert (outcome.result, outcome.http_status) == ("failed", status)
     assert outcome.error == reason
 
 
@@ -122,7 +122,7 @@ def test_success_false_with_message_is_a_failure(mocked, client):
 
     outcome = client.sync(SyncKey("seasons"))
 
-    assert (outcome.outcome, outcome.http_status) == ("failed", 200)
+    assert (outcome.result, outcome.http_status) == ("failed", 200)
     assert outcome.error == "HTTP 200 success=false: Season 1949 is not available"
     assert outcome.fetcher_called is True
 
@@ -132,7 +132,7 @@ def test_success_false_without_message_is_a_failure(mocked, client):
 
     outcome = client.sync(SyncKey("seasons"))
 
-    assert (outcome.outcome, outcome.error) == ("failed", "HTTP 200 success=false")
+    assert (outcome.result, outcome.error) == ("failed", "HTTP 200 success=false")
 
 
 @pytest.mark.parametrize(
@@ -145,7 +145,7 @@ def test_2xx_without_boolean_success_is_ok(mocked, client, body):
 
     outcome = client.sync(SyncKey("seasons"))
 
-    assert (outcome.outcome, outcome.http_status, outcome.error) == ("ok", 200, None)
+    assert (outcome.result, outcome.http_status, outcome.error) == ("ok", 200, None)
 
 
 @pytest.mark.parametrize("status", [201, 202, 204])
@@ -154,7 +154,7 @@ def test_any_2xx_status_is_ok(mocked, client, status):
 
     outcome = client.sync(SyncKey("seasons"))
 
-    assert (outcome.outcome, outcome.http_status) == ("ok", status)
+    assert (outcome.result, outcome.http_status) == ("ok", status)
 
 
 def test_non_json_2xx_is_ok(mocked, client):
@@ -162,7 +162,7 @@ def test_non_json_2xx_is_ok(mocked, client):
 
     outcome = client.sync(SyncKey("seasons"))
 
-    assert (outcome.outcome, outcome.http_status, outcome.error) == ("ok", 200, None)
+    assert (outcome.result, outcome.http_status, outcome.error) == ("ok", 200, None)
 
 
 def test_non_json_5xx_is_a_failure_with_the_status(mocked, client):
@@ -171,7 +171,7 @@ def test_non_json_5xx_is_a_failure_with_the_status(mocked, client):
 
     outcome = client.sync(SyncKey("seasons"))
 
-    assert (outcome.outcome, outcome.http_status) == ("failed", 502)
+    assert (outcome.result, outcome.http_status) == ("failed", 502)
     assert outcome.error == "HTTP 502 Bad Gateway"
 
 
@@ -180,7 +180,7 @@ def test_3xx_is_a_failure_and_redirects_are_not_followed(mocked, client):
 
     outcome = client.sync(SyncKey("seasons"))
 
-    assert (outcome.outcome, outcome.http_status) == ("failed", 307)
+    assert (outcome.result, outcome.http_status) == ("failed", 307)
     assert outcome.error == "HTTP 307 Temporary Redirect"
     assert len(mocked.calls) == 1
 

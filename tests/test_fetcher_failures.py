@@ -41,7 +41,7 @@ def test_connection_refused_is_failed_without_http_status(clock):
 
     outcome = client.sync(SyncKey("seasons"))
 
-    assert outcome.outcome == "failed"
+    assert outcome.result == "failed"
     assert outcome.http_status is None
     assert outcome.fetcher_called is False
     assert outcome.error == "no answer: connection refused"
@@ -59,7 +59,7 @@ def test_no_answer_is_a_timeout_or_failure_with_its_reason_never_raised(mocked, 
 
     result = client.sync(SyncKey("seasons"))
 
-    assert (result.outcome, result.http_status, result.error) == (outcome, None, error)
+    assert (result.result, result.http_status, result.error) == (outcome, None, error)
     # A read timeout comes after the request went out (the fetcher may still be working on it).
     assert result.fetcher_called is isinstance(fault, requests.ReadTimeout)
 
@@ -78,7 +78,7 @@ def test_failure_class_follows_the_status(mocked, client, status, failure):
 
     outcome = client.sync(SyncKey("seasons"))
 
-    assert (outcome.outcome, outcome.failure, outcome.fetcher_called) == ("failed", failure, True)
+    assert (outcome.result, outcome.failure, outcome.fetcher_called) == ("failed", failure, True)
 
 
 def test_success_false_is_a_transient_failure_and_ok_has_no_class(mocked, client):
@@ -94,7 +94,7 @@ def test_no_answer_is_a_transient_failure_never_called(mocked, client):
 
     outcome = client.sync(SyncKey("seasons"))
 
-    assert (outcome.outcome, outcome.failure, outcome.fetcher_called, outcome.answered) == (
+    assert (outcome.result, outcome.failure, outcome.fetcher_called, outcome.answered) == (
         "failed", "transient", False, False)
 
 
@@ -104,7 +104,7 @@ def test_a_timeout_before_the_request_went_out_is_transient(mocked, client):
 
     outcome = client.sync(SyncKey("seasons"))
 
-    assert (outcome.outcome, outcome.failure, outcome.fetcher_called) == ("timeout", "transient", False)
+    assert (outcome.result, outcome.failure, outcome.fetcher_called) == ("timeout", "transient", False)
 
 
 @pytest.mark.parametrize(("outcome", "status", "failure"), [
@@ -133,7 +133,7 @@ def test_a_failed_answer_over_1_mib_is_judged_by_its_status(mocked, client):
 
     outcome = client.sync(SyncKey("seasons"))
 
-    assert (outcome.outcome, outcome.http_status, outcome.failure) == ("failed", 500, "transient")
+    assert (outcome.result, outcome.http_status, outcome.failure) == ("failed", 500, "transient")
     assert outcome.error == "HTTP 500 Internal Server Error (answer over 1 MiB, not read to its end)"
 
 
@@ -184,7 +184,7 @@ def test_a_fetcher_trickling_its_body_is_cut_off_at_fetcher_timeout(serve, clock
 
     elapsed_s = time.monotonic() - started
     assert 2.0 <= elapsed_s <= 4.0, elapsed_s
-    assert (outcome.outcome, outcome.failure, outcome.http_status) == ("timeout", "timeout", None)
+    assert (outcome.result, outcome.failure, outcome.http_status) == ("timeout", "timeout", None)
     assert outcome.fetcher_called is True and outcome.answered is False
     assert outcome.error == "no answer: deadline of 3s passed"
 
@@ -196,7 +196,7 @@ def test_a_trickled_head_is_cut_off_at_fetcher_timeout_too(serve, clock):
     outcome = _loopback_client(server.url(""), clock, 1.0).sync(SyncKey("seasons"))
 
     assert 0.9 <= time.monotonic() - started <= 2.0
-    assert (outcome.outcome, outcome.failure, outcome.fetcher_called) == ("timeout", "timeout", True)
+    assert (outcome.result, outcome.failure, outcome.fetcher_called) == ("timeout", "timeout", True)
 
 
 def test_a_hanging_fetcher_is_a_timeout_with_fetcher_called(serve, clock):
@@ -204,7 +204,7 @@ def test_a_hanging_fetcher_is_a_timeout_with_fetcher_called(serve, clock):
 
     outcome = _loopback_client(server.url(""), clock, 0.5).sync(SyncKey("rounds", 2026))
 
-    assert (outcome.outcome, outcome.failure, outcome.fetcher_called) == ("timeout", "timeout", True)
+    assert (outcome.result, outcome.failure, outcome.fetcher_called) == ("timeout", "timeout", True)
     assert server.requests[0].startswith(b"POST /fetch/rounds?season=2026 HTTP/1.1\r\n")
 
 
@@ -213,7 +213,7 @@ def test_a_fetcher_closing_the_call_unanswered_was_called_but_did_not_answer(ser
 
     outcome = _loopback_client(server.url(""), clock, 2.0).sync(SyncKey("seasons"))
 
-    assert (outcome.outcome, outcome.failure) == ("failed", "transient")
+    assert (outcome.result, outcome.failure) == ("failed", "transient")
     assert outcome.fetcher_called is True and outcome.answered is False
     assert outcome.error.startswith("no answer: ")
 
@@ -225,7 +225,7 @@ def test_a_refused_call_never_reached_the_fetcher(clock):
 
     outcome = _loopback_client(f"http://127.0.0.1:{port}", clock, 2.0).sync(SyncKey("seasons"))
 
-    assert (outcome.outcome, outcome.failure, outcome.fetcher_called) == ("failed", "transient", False)
+    assert (outcome.result, outcome.failure, outcome.fetcher_called) == ("failed", "transient", False)
 
 
 def test_a_huge_answer_is_read_to_1_mib_only(serve, clock):
@@ -235,7 +235,7 @@ def test_a_huge_answer_is_read_to_1_mib_only(serve, clock):
 
     outcome = _loopback_client(server.url(""), clock, 5.0).sync(SyncKey("seasons"))
 
-    assert (outcome.outcome, outcome.http_status, outcome.failure) == ("failed", 500, "transient")
+    assert (outcome.result, outcome.http_status, outcome.failure) == ("failed", 500, "transient")
     assert outcome.error.endswith("(answer over 1 MiB, not read to its end)")
 
 

@@ -42,7 +42,7 @@ def test_a_fetcher_that_takes_the_call_and_hangs_is_not_connected(clock, serve):
     outcome = client.sync(SyncKey("seasons"))
     health.record(outcome.answered)
 
-    assert (outcome.outcome, outcome.fetcher_called, outcome.answered) == ("timeout", True, False)
+    assert (outcome.result, outcome.fetcher_called, outcome.answered) == ("timeout", True, False)
     assert health.connected() is False
     clock.advance(10.0)
     health.connected()

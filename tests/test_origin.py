@@ -72,7 +72,7 @@ def test_the_readme_origin_mapping_sends_each_kind_to_its_origin_route_and_no_st
         client.sync(SyncKey("standings", 2026)),
     ]
 
-    assert [o.outcome for o in outcomes] == ["ok", "ok", "ok", "ok", "failed"]
+    assert [o.result for o in outcomes] == ["ok", "ok", "ok", "ok", "failed"]
     assert origin.paths() == [
         "/fetch/seasons",
         "/fetch/rounds?season=2026",
@@ -98,7 +98,7 @@ def test_a_500_with_a_long_selenium_detail_keeps_its_cause_at_the_end(origin, ma
 
     outcome = client_for(origin_config(origin, mapping)).sync(SyncKey("rounds", 2026))
 
-    assert (outcome.outcome, outcome.http_status, outcome.failure) == ("failed", 500, "transient")
+    assert (outcome.result, outcome.http_status, outcome.failure) == ("failed", 500, "transient")
     assert len(outcome.error) == 303
     assert outcome.error.startswith("HTTP 500: Message: unknown error: session deleted because of page crash")
     assert outcome.error.endswith(
@@ -147,7 +147,7 @@ def test_a_hanging_rounds_scrape_is_a_timeout_with_fetcher_called_while_the_orig
 
     outcome = client_for(origin_config(origin, mapping), timeout_s=0.5).sync(SyncKey("rounds", 2026))
 
-    assert (outcome.outcome, outcome.failure, outcome.fetcher_called) == ("timeout", "timeout", True)
+    assert (outcome.result, outcome.failure, outcome.fetcher_called) == ("timeout", "timeout", True)
     assert outcome.error == "no answer: deadline of 0.5s passed"
     assert origin.busy == 1  # the origin still works on the call its client gave up
 

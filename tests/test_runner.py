@@ -70,7 +70,7 @@ def test_attempt_settles_resolves_its_flight_records_and_logs(caplog):
     flight = Flights().start(KEY)
     attempt = Attempt(KEY, None, "schedule", 1, flight)
     SyncWork(runner, attempt)(FakeClient(clock))
-    assert [(a, o.outcome) for a, o, _, _ in settled] == [(attempt, "ok")]
+    assert [(a, o.result) for a, o, _, _ in settled] == [(attempt, "ok")]
     assert flight.wait().ok
     snap = state.snapshot()
     (record,) = snap.history

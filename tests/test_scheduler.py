@@ -610,7 +610,7 @@ def test_concurrency_bound_150_parallel_triggers_never_exceed_four_calls(clock, 
     def trigger(key):
         try:
             outcome, _ = scheduler.trigger(key)
-            answers[key] = outcome.outcome
+            answers[key] = outcome.result
         except Busy:
             answers[key] = "busy"
 
