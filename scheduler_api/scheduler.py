@@ -54,10 +54,14 @@ class _CalendarRefresh:
         self.filed_mono: float | None = None  # the refresh waiting in the heap, if any
         self._busy = False
         self._again = False
+        self.stopped = False  # shutting down: no refresh starts any more
 
     def begin(self) -> bool:
-        """The filed refresh is due. :returns: True if it should start now; False if one runs (it then runs again after)."""
+        """The filed refresh is due. :returns: True if it should start now; False if one runs (it then
+        runs again after) or the daemon is shutting down."""
         self.filed_mono = None
+        if self.stopped:
+            return False
         if self._busy:
             self._again = True
             return False
@@ -273,7 +277,11 @@ class Scheduler:
         return attempts, refresh
 
     def release(self) -> None:
-        """Syncs waiting for their due time are sent at once from now on (shutdown)."""
+        """Shutting down: syncs waiting for their due time are sent at once from now on, and no
+        calendar refresh starts (one already running ends quietly: nothing is logged after the
+        shutdown line)."""
+        with self._lock:
+            self._refresh.stopped = True
         self._runner.release()
 
     def reload_calendar(self) -> None:
@@ -533,12 +541,18 @@ class Scheduler:
         with self._lock:
             self._refresh.started_mono = self._clock.monotonic()
             source, current = self._refresh.source, self._modes.calendar
+            if self._refresh.stopped:
+                self._refresh.end()
+                return
         calendar = body = None
         try:
             if source is not None:
                 calendar, body = source.load(season)
         except CalendarLoadError as exc:
-            logger.warning("calendar refresh failed reason=%s; keeping the last good calendar", exc)
+            with self._lock:
+                stopped = self._refresh.stopped
+            logger.log(logging.DEBUG if stopped else logging.WARNING,
+                       "calendar refresh failed reason=%s; keeping the last good calendar", exc)
         finally:
             now_mono = self._clock.monotonic()
             with self._lock:
@@ -557,7 +571,10 @@ class Scheduler:
         if calendar is None or source is None:
             return
         changed = calendar is not current
-        logger.info(
+        with self._lock:
+            stopped = self._refresh.stopped
+        logger.log(
+            logging.DEBUG if stopped else logging.INFO,
             "calendar refreshed season=%s rounds=%d source=%s changed=%s", calendar.season,
             len(calendar.rounds), source.describe(season), "yes" if changed else "no",
         )

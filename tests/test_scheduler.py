@@ -687,3 +687,16 @@ def test_sprint_weekend_settle_after_the_sprint_then_qualifying_goes_live(harnes
     assert view.intervals_s["results"] == 30.0
     h.run_until(clock.mono + (quali + 3600 + 1800) - clock.now_ts())
     assert h.scheduler.view().settling_session == "qualifying"  # then qualifying's results settle
+
+
+def test_no_calendar_refresh_starts_or_is_logged_after_shutdown_begins(harness, clock, config, caplog):
+    source = CountingSource(clock)
+    h = harness(config_=config, calendar_source=source).start()
+    h.run_until(clock.mono + 1)
+    loads = len(source.loads)
+    h.scheduler.release()  # shutdown requested
+    with caplog.at_level(logging.INFO, logger="scheduler_api"):
+        h.scheduler.reload_calendar()  # a SIGHUP during the grace period
+        h.run_until(clock.mono + 2 * 3600)  # and the hourly refresh falls due
+    assert len(source.loads) == loads
+    assert "calendar refreshed" not in caplog.text
