@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import sys
@@ -32,6 +33,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+from budget import budget, render as render_budget  # noqa: E402
 from costs import growth, plan_timing  # noqa: E402
 from measure import (  # noqa: E402
     Accuracy, HttpResult, fire_accuracy, have_wrk, peak_rss_mb, proc_sample, run_wrk,
@@ -183,6 +185,8 @@ def main() -> int:
         return accuracy_only(args)
     fig = measure_all(args, say)
     print(build_table(fig).render())
+    logging.disable(logging.WARNING)  # the budget's simulated failures would log one line each
+    print("\n" + render_budget(budget()))
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     print(f"\nfire accuracy: {args.run_s - 2:.0f} s windows after 2 s warm-up; HTTP: wrk 2 threads, 50 connections, "
           f"{args.http_s} s per run; idle: {args.idle_s:.0f} s; under load: windows open {LOAD_WARM_UP_S:.0f} s after "
