@@ -78,14 +78,14 @@ def run(args: argparse.Namespace, config: Config, out: TextIO = sys.stdout, err:
             status, body = _call(url, "GET", "/status", config)
             health = None if args.json else _call(url, "GET", "/health", config)[1]
             if status != 200:
-                return _refused(status, body, err)
+                return _refused(status, body, err, url)
             out.write(json.dumps(body) + "\n" if args.json else render_status(body, health, url, now_ts()))
             return EXIT_OK
         if args.command == "history":
             query = [("kind", args.kind), ("limit", args.limit if args.limit is not None else "20")]
             status, body = _call(url, "GET", "/history" + _query(query), config)
             if status != 200:
-                return _refused(status, body, err)
+                return _refused(status, body, err, url)
             out.write(json.dumps(body) + "\n" if args.json else render_history(body, now_ts()))
             return EXIT_OK
         query = [("season", args.season), ("round", args.round if args.kind == "results" else None)]
@@ -112,9 +112,13 @@ def run(args: argparse.Namespace, config: Config, out: TextIO = sys.stdout, err:
     return EXIT_SYNC_FAILED if status in (429, 502, 503, 504) else EXIT_USAGE
 
 
-def _refused(status: int, body: Any, err: TextIO) -> int:
+def _refused(status: int, body: Any, err: TextIO, url: str = "") -> int:
+    """A GET the daemon refused: 2 for a refusal in its own words; 3 when what answered is not the daemon."""
     message = body.get("message") if isinstance(body, dict) else None
-    err.write(f"scheduler-api: HTTP {status}: {message or 'unexpected answer'}\n")
+    if message is None:  # every refusal of the daemon is a JSON body with a message
+        err.write(f"scheduler-api: no daemon answering at {url} (something else answered HTTP {status})\n")
+        return EXIT_UNREACHABLE
+    err.write(f"scheduler-api: HTTP {status}: {message}\n")
     return EXIT_USAGE
 
 
@@ -224,7 +228,9 @@ def render_history(body: dict[str, Any], now_ts: float) -> str:
         return "no sync attempts recorded yet\n"
     lines = [f"{'FINISHED (UTC)':<22}{'SYNC':<22}{'TRIGGER':<9}{'OUTCOME':<9}{'HTTP':<5}{'TOOK':>7}"]
     for record in records:
-        sync = ":".join(str(record[key]) for key in ("kind", "season", "round") if record.get(key) is not None)
+        parameters = record.get("parameters") or {}
+        sync = ":".join(str(part) for part in (record.get("kind"), parameters.get("season"), parameters.get("round"))
+                        if part is not None)
         took = f"{record.get('duration_ms', 0) / 1000:.1f}s"
         status = record.get("http_status")
         lines.append(f"{time.strftime('%m-%d %H:%M:%S', time.gmtime(record.get('finished_at', 0))):<22}"

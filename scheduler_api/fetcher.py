@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import string
 import urllib.parse
@@ -14,7 +16,7 @@ from . import httpcall
 from .answers import body_message, cut_reason, decode_json, parse_retry_after
 from .clock import Clock
 from .config import OFF
-from .redact import redact_url
+from .redact import redact_url, scrub, secret_values
 
 logger = logging.getLogger(__name__)
 
@@ -288,7 +290,12 @@ class FetcherClient:
                 failure=TIMEOUT if timed_out and exc.sent else TRANSIENT, fetcher_called=exc.sent,
             )
         duration_ms = max(0, round((self.clock.monotonic() - started_mono) * 1000))
-        return judge(answer, duration_ms, self.clock.now_ts(), call)
+        outcome = judge(answer, duration_ms, self.clock.now_ts(), call)
+        if outcome.error is None:
+            return outcome
+        # The answer's own words may quote what the fetcher received: the path's key, the URL's password.
+        secrets = secret_values(self.base_url) + secret_values(template)
+        return dataclasses.replace(outcome, error=scrub(outcome.error, secrets)) if secrets else outcome
 
     def probe(self, health_path: str) -> bool:
         """GET ``{FETCHER_URL}{FETCHER_HEALTH_PATH}``, for ``/health`` when no sync spoke to it lately.

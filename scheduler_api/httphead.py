@@ -21,6 +21,7 @@ MAX_LINE = 65536  # as http.server: longer request lines get 414, longer header 
 MAX_HEADERS = 100  # as http.client
 MAX_HEADER_BYTES = 64 * 1024  # all header lines together; more is refused with 431
 MAX_BODY_BYTES = 64 * 1024  # no endpoint takes a body; a longer one is refused with 413
+FORBIDDEN_IN_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 METHOD_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.6.2 token
 
 
@@ -154,6 +155,10 @@ def parse_request_line(raw_line: bytes) -> RequestLine | None:
     words = text.split()
     if not words:
         return None
+    if len(words) == 2:  # no version: an HTTP/0.9 simple request, which has no headers nor status line
+        raise HttpError(505, "HTTP/0.9 requests are not supported; send HTTP/1.1")
+    if len(words) == 3 and text != " ".join(words):  # RFC 9112 §3: single spaces, nothing around
+        raise HttpError(400, f"Bad request syntax ({text[:80]!r}): words must be separated by single spaces")
     version, keep_alive = "HTTP/0.9", False
     if len(words) >= 3:
         version = words[-1]
@@ -196,8 +201,10 @@ def parse_header_lines(lines: list[bytes]) -> Headers:
         if text[:1] in (" ", "\t"):
             raise HttpError(400, "obsolete header line folding is not accepted")
         name, colon, value = text.partition(":")
-        if not colon or not name or name != name.strip():
+        if not colon or not METHOD_TOKEN.fullmatch(name):  # a field name is a token (RFC 9110 §5.1)
             raise HttpError(400, f"malformed header line {text[:40]!r}")
+        if FORBIDDEN_IN_VALUE.search(value):  # NUL, a lone CR and other controls but HTAB (RFC 9110 §5.5)
+            raise HttpError(400, f"control character in the value of header {name[:40]!r}")
         items.append((name.lower(), value.strip(" \t")))
     return Headers(items)
 

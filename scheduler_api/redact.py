@@ -56,3 +56,43 @@ def redact_text(text: str) -> str:
         return redact_url(kept) + url[len(kept):]
 
     return _URL_IN_TEXT.sub(one, text)
+
+
+def secret_values(url: str) -> tuple[str, ...]:
+    """The secrets a configured URL or path template carries, to scrub them from text that quotes them.
+
+    A server's error message may repeat what it received (FastAPI's 422
+    repeats a rejected value, a proxy may echo the ``Authorization`` it got),
+    so masking the URL is not enough: these values are looked for in every
+    reason. They are the password, ``user:password`` and its Basic-auth
+    base64 form, and the values of query parameters named like secrets;
+    placeholders such as ``{season}`` are not secrets.
+
+    :param url: e.g. ``FETCHER_URL``, a ``FETCH_PATH_*`` template or ``CALENDAR_URL``.
+    :returns: the secret strings, longest first (at least 3 characters each).
+    """
+    import base64
+
+    found: set[str] = set()
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return ()
+    if parts.password:
+        found.add(parts.password)
+        found.add(urllib.parse.unquote(parts.password))
+    if parts.username and parts.password is not None:
+        pair = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password)}"
+        found.update((pair, base64.b64encode(pair.encode("utf-8")).decode("ascii")))
+    for pair in parts.query.split("&") if parts.query else ():
+        name, sep, value = pair.partition("=")
+        if sep and value and "{" not in value and is_secret_parameter(urllib.parse.unquote_plus(name)):
+            found.update((value, urllib.parse.unquote_plus(value)))
+    return tuple(sorted((s for s in found if len(s) >= 3), key=len, reverse=True))
+
+
+def scrub(text: str, secrets: tuple[str, ...]) -> str:
+    """:returns: ``text`` with every URL redacted and every one of ``secrets`` shown as ``***``."""
+    for secret in secrets:
+        text = text.replace(secret, MASK)
+    return redact_text(text)

@@ -142,7 +142,7 @@ def test_no_daemon_exits_3_at_once_saying_where_it_looked():
 
 
 def test_history_renders_records_newest_first(daemon):
-    records = [{"kind": "results", "season": 2026, "round": 24, "session": "race", "trigger": "schedule",
+    records = [{"kind": "results", "parameters": {"season": 2026, "round": 24}, "session": "race", "trigger": "schedule",
                 "outcome": "timeout", "attempt": 1, "http_status": None, "duration_ms": 300000,
                 "started_at": NOW - 300, "finished_at": NOW, "error": "no answer: deadline of 300s passed"}]
     fake = daemon({("GET", "/history"): (200, {"records": records, "count": 1})})
@@ -163,3 +163,9 @@ def test_relative(seconds, text):
                                        ("192.0.2.7", "http://192.0.2.7:8081")])
 def test_a_wildcard_listen_address_is_reached_on_loopback(host, url):
     assert client.base_url(Config(host=host)) == url
+
+
+def test_something_other_than_the_daemon_answering_is_exit_3(daemon):
+    other = daemon({("GET", "/status"): (404, {"detail": "Not Found"})})  # not the daemon's error shape
+    code, _, err = run(other.config, "status")
+    assert code == 3 and "something else answered HTTP 404" in err

@@ -245,3 +245,21 @@ def test_the_health_probe_of_a_hanging_fetcher_ends_at_its_deadline(serve, clock
 
     assert _loopback_client(server.url(""), clock, 0.5).probe("/health") is False
     assert time.monotonic() - started < 1.5
+
+
+def test_a_reason_that_echoes_what_the_fetcher_received_shows_no_secret(mocked, clock):
+    import base64
+
+    from scheduler_api.fetcher import FetcherClient, make_session
+
+    echoed = base64.b64encode(b"fuser:FPWSECRET").decode()
+    mocked.post("http://fuser:FPWSECRET@127.0.0.1:8082/fetch/rounds?season=2026&api_key=PATHSECRET", status=500,
+                json={"detail": f"boom at /fetch/rounds?season=2026&api_key=PATHSECRET auth=Basic {echoed} "
+                                "pw=FPWSECRET"})
+    client = FetcherClient("http://fuser:FPWSECRET@127.0.0.1:8082",
+                           {"rounds": "/fetch/rounds?season={season}&api_key=PATHSECRET"}, 3.0, 300.0,
+                           make_session(), clock)
+    outcome = client.sync(SyncKey("rounds", 2026))
+    assert outcome.http_status == 500
+    assert "PATHSECRET" not in outcome.error and "FPWSECRET" not in outcome.error and echoed not in outcome.error
+    assert outcome.error == "HTTP 500: boom at /fetch/rounds?season=2026&api_key=*** auth=Basic *** pw=***"

@@ -35,7 +35,6 @@ def test_request_head_parsing_rejects_folding_and_lines_without_colon():
 @pytest.mark.parametrize(("raw", "expected"), [
     (b"GET /status HTTP/1.1\r\n", RequestLine("GET", "/status", "HTTP/1.1", True)),
     (b"POST /trigger/seasons HTTP/1.0\r\n", RequestLine("POST", "/trigger/seasons", "HTTP/1.0", False)),
-    (b"GET /health\r\n", RequestLine("GET", "/health", "HTTP/0.9", False)),
     (b"BREW /x HTTP/1.1\n", RequestLine("BREW", "/x", "HTTP/1.1", True)),  # the method is checked later
 ])
 def test_request_line_gives_method_target_version_and_keep_alive(raw, expected):
@@ -52,7 +51,10 @@ def test_blank_request_line_is_none():
     (b"GET /health HTTP/1.1 extra\r\n", 400, "Bad request version ('extra')"),
     (b"GET / x HTTP/1.1\r\n", 400, "Bad request syntax ('GET / x HTTP/1.1')"),
     (b"GET /health HTTP/2.0\r\n", 505, "Invalid HTTP version (2.0)"),
-    (b"POST /health\r\n", 400, "Bad HTTP/0.9 request type ('POST')"),
+    (b"POST /health\r\n", 505, "HTTP/0.9 requests are not supported; send HTTP/1.1"),
+    (b"GET /health\r\n", 505, "HTTP/0.9 requests are not supported; send HTTP/1.1"),
+    (b"GET  /health HTTP/1.1\r\n", 400,
+     "Bad request syntax ('GET  /health HTTP/1.1'): words must be separated by single spaces"),
     (b"GET /" + b"a" * MAX_LINE + b" HTTP/1.1\r\n", 414, "Request-URI Too Long"),
 ])
 def test_bad_request_lines_are_refused_as_http_server_would(raw, status, message):
@@ -92,7 +94,7 @@ def test_any_method_token_passes_the_head_for_routing_to_decide(method):
 
 @pytest.mark.parametrize("raw", [b"G(T /status HTTP/1.1\r\n", b"GE\x01T /status HTTP/1.1\r\n",
                                  b"G\xc3\x89T /status HTTP/1.1\r\n", b"GET, /status HTTP/1.1\r\n",
-                                 b"\"GET\" /status HTTP/1.1\r\n", b"GE{}T /status\r\n"])
+                                 b"\"GET\" /status HTTP/1.1\r\n", b"GE{}T /status HTTP/1.1\r\n"])
 def test_method_that_is_not_a_token_is_400(raw):
     with pytest.raises(HttpError) as caught:
         parse_request_line(raw)
@@ -166,3 +168,15 @@ def test_bad_content_length_is_refused(lines, status, message):
 def test_expects_continue_reads_the_expect_header():
     assert expects_continue(headers(b"Expect: 100-Continue"))
     assert not expects_continue(headers(b"Host: x"))
+
+
+@pytest.mark.parametrize("line", [b"Bad Header: x\r\n", b"X-A: a\x00b\r\n", b"X-A: a\rb\r\n", b"X(A): 1\r\n",
+                                  b"X-A: \x1b[31m\r\n"])
+def test_a_header_name_that_is_not_a_token_or_a_control_character_in_a_value_is_400(line):
+    with pytest.raises(HttpError) as caught:
+        parse_header_lines([line])
+    assert caught.value.status == 400
+
+
+def test_a_tab_and_obs_text_in_a_header_value_are_kept():
+    assert parse_header_lines([b"X-A: a\tb \xe9\r\n"]).get("x-a") == "a\tb \xe9"
