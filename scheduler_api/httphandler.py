@@ -66,6 +66,7 @@ class HandlerHost(Protocol):
     admission: ContextManager[Any]
     http_timeout_s: float
     clock: Clock
+    slots: Any  # server.ConnectionSlots: told when a connection waits for a head and when it works
 
     @property
     def stopping(self) -> bool:
@@ -224,12 +225,15 @@ class Handler(BaseHTTPRequestHandler):
         """
         start = self.rfile.tell()  # bytes of earlier requests
         self._reader.arm(self.server.http_timeout_s)
+        self.server.slots.waiting(self.connection)
         try:
             raw_line = self.rfile.readline(MAX_LINE + 1)
             if not raw_line:
                 self.close_connection = True
                 return None
-            return raw_line, self._read_header_lines() if headers_follow(raw_line) else []
+            head = raw_line, self._read_header_lines() if headers_follow(raw_line) else []
+            self.server.slots.working(self.connection)
+            return head
         except TimeoutError:
             self.close_connection = True
             if self._reader.tell() > start:  # part of this head came, perhaps with the one before

@@ -33,6 +33,13 @@ REFUSAL_LOG_INTERVAL_S = 60.0  # at most one warning a minute while connections 
 class ConnectionSlots:
     """At most ``limit`` connections open at once; thread-safe.
 
+    When all are taken, a new connection takes the slot of the connection
+    that has waited longest for its next request head (an idle keep-alive
+    client, or one trickling or holding back its head): that one is shut
+    down. Only when every open connection has a request in progress is the
+    new one refused. So a client that opens many silent connections cannot
+    keep others out, and at worst it evicts its own.
+
     Refusals are logged at warning, at most once a minute with how many
     there were since the last such line, so a flood cannot flood the journal.
 
@@ -45,6 +52,8 @@ class ConnectionSlots:
         self._clock = clock
         self._lock = threading.Lock()
         self._open = 0
+        self._waiting: dict[socket.socket, None] = {}  # waiting for a request head, longest-waiting first
+        self._evicted: set[socket.socket] = set()  # shut down to make room; their slot already passed on
         self._refused = 0  # since the last warning
         self._warned_mono = -math.inf
 
@@ -54,27 +63,61 @@ class ConnectionSlots:
         with self._lock:
             return self._open
 
-    def take(self) -> bool:
-        """Take a slot for a new connection.
+    @property
+    def idle(self) -> int:
+        """:returns: connections waiting for a request head (those a new connection may displace)."""
+        with self._lock:
+            return len(self._waiting)
 
-        :returns: False when all ``limit`` are taken: the connection is to be refused.
+    def take(self) -> bool:
+        """Take a slot for a new connection, shutting down the longest-waiting idle one if all are taken.
+
+        :returns: False when all ``limit`` have a request in progress: the connection is to be refused.
         """
         with self._lock:
             if self._open < self.limit:
                 self._open += 1
                 return True
-            self._refused += 1
-            now_mono = self._clock.monotonic()
-            if now_mono - self._warned_mono < REFUSAL_LOG_INTERVAL_S:
-                return False
-            refused, self._refused, self._warned_mono = self._refused, 0, now_mono
-        logger.warning("http connections at limit max=%d refused=%d: further connections get 503 until one closes",
-                       self.limit, refused)
+            if self._waiting:
+                evicted = next(iter(self._waiting))
+                del self._waiting[evicted]
+                self._evicted.add(evicted)
+            else:
+                evicted = None
+                self._refused += 1
+                now_mono = self._clock.monotonic()
+                if now_mono - self._warned_mono < REFUSAL_LOG_INTERVAL_S:
+                    return False
+                refused, self._refused, self._warned_mono = self._refused, 0, now_mono
+        if evicted is not None:
+            try:
+                evicted.shutdown(socket.SHUT_RDWR)  # its thread sees the end at once and closes it
+            except OSError:
+                pass
+            return True
+        logger.warning("http connections at limit max=%d refused=%d: every connection has a request in progress; "
+                       "further connections get 503 until one closes", self.limit, refused)
         return False
 
-    def give_back(self) -> None:
-        """Free the slot of a connection that closed."""
+    def waiting(self, sock: socket.socket) -> None:
+        """The connection waits for its next request head: it may be shut down to make room."""
         with self._lock:
+            if sock not in self._evicted:
+                self._waiting.pop(sock, None)
+                self._waiting[sock] = None
+
+    def working(self, sock: socket.socket) -> None:
+        """The connection has a request in progress: it keeps its slot until it is answered."""
+        with self._lock:
+            self._waiting.pop(sock, None)
+
+    def give_back(self, sock: socket.socket | None = None) -> None:
+        """Free the slot of a connection that closed (unless it was passed on when it was shut down)."""
+        with self._lock:
+            self._waiting.pop(sock, None)
+            if sock in self._evicted:
+                self._evicted.discard(sock)
+                return
             self._open -= 1
 
 
@@ -200,7 +243,7 @@ class ApiServer(ThreadingHTTPServer):
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self.slots.give_back()
+            self.slots.give_back(request)
 
     def _refuse(self, request: socket.socket) -> None:
         """Answer a connection over the limit 503 from the accept loop, never blocking, and close it.

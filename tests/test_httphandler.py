@@ -16,6 +16,7 @@ import pytest
 from scheduler_api.api import App
 from scheduler_api.clock import SystemClock
 from scheduler_api.config import Config
+from scheduler_api.server import ConnectionSlots
 from scheduler_api.httphandler import DeadlineReader, Handler, render_answer
 from scheduler_api.state import State
 
@@ -110,6 +111,7 @@ class Host:
 
     def __init__(self) -> None:
         self.admission = threading.Lock()
+        self.slots = ConnectionSlots(64, SystemClock())
 
     def request_started(self) -> None:
         pass

@@ -118,24 +118,19 @@ def test_pipelined_request_with_a_stalled_second_is_cut_after_the_first_answer(s
     assert 1.0 <= elapsed_s <= 1.0 + 1.0
 
 
-def test_1000_connections_at_once_get_503_beyond_the_limit(daemon):
+def test_1000_silent_connections_at_once_never_keep_health_out(daemon):
     proc = daemon({"SCHEDULER_HTTP_TIMEOUT": "2s"})  # SCHEDULER_MAX_CONNECTIONS defaults to 64
     proc.settle()
     threads_before = threads_of(proc)
     socks = [socket.create_connection(("127.0.0.1", proc.port), timeout=5) for _ in range(1000)]
     try:
-        refused = wait_for(lambda: sum(map(tcp_closed_by_peer, socks)) >= 1000 - 64 and socks, 5.0,
-                           "connections over the limit to be refused")
-        assert threads_of(proc) <= threads_before + 64 + 2  # no thread for a refused connection
-        answers = [read_to_close(sock) for sock in refused]
+        # Each new connection takes the slot of the longest-waiting silent one, which is shut down.
+        wait_for(lambda: sum(map(tcp_closed_by_peer, socks)) >= 1000 - 64, 5.0, "silent connections displaced")
+        assert threads_of(proc) <= threads_before + 64 + 2  # never more threads than slots
+        started = time.monotonic()
+        assert proc.request("GET", "/health", timeout_s=1.0)[0] == 200  # while all 64 slots are taken
+        assert time.monotonic() - started < 0.5
     finally:
         for sock in socks:
             sock.close()
-    refusals = [answer for answer in answers if answer]
-    assert len(refusals) == 1000 - 64
-    code, headers, body = split(refusals[0])
-    assert (code, headers["connection"], headers["retry-after"]) == (503, "close", "1")
-    assert body["message"] == "too many connections: at most 64 at once; retry later"
-    wait_for(lambda: proc.request("GET", "/health", timeout_s=1.0)[0] == 200, what="/health once the idle closed")
-    assert proc.log().count("http connections at limit max=64") == 1  # one warning, not 936
-
+    assert "http connections at limit" not in proc.log()  # nothing refused: every one was idle

@@ -236,22 +236,37 @@ def test_trickled_head_is_cut_off_at_the_total_deadline(serve):
     assert assert_error(answer, 408)["message"] == "request head not received within 1s"
 
 
-def test_connection_over_the_limit_gets_503_json_and_is_closed(serve):
+def test_at_the_limit_a_new_connection_takes_the_slot_of_the_longest_idle_one(serve):
     server, port = serve(max_connections=2)
     held = [http.client.HTTPConnection("127.0.0.1", port, timeout=5) for _ in range(2)]
     for conn in held:
         conn.request("GET", "/health")
-        assert conn.getresponse().read()  # kept alive: each holds a slot
+        assert conn.getresponse().read()  # kept alive and idle: each holds a slot
+    oldest = held[0].sock
+
+    assert timed_get(port, "/health")[1] == 200  # not refused: the longest idle connection made room
+
+    assert oldest.recv(1) == b""  # it was shut down
+    for conn in held:
+        conn.close()
+
+
+def test_connection_over_the_limit_gets_503_json_when_every_one_has_a_request_in_progress(serve):
+    server, port = serve(max_connections=2)
+    busy = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]
+    for sock in busy:  # a head whose announced body never comes: a request in progress
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+    wait_for(lambda: server.slots.open == 2 and server.slots.idle == 0, what="both heads to be read")
 
     code, headers, body = split(raw(port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"))
 
     assert (code, headers["connection"], headers["retry-after"]) == (503, "close", "1")
     assert body == {"success": False, "message": "too many connections: at most 2 at once; retry later",
                     "timestamp": T0}
-    held[0].close()
+    busy[0].close()
     wait_for(lambda: server.slots.open < 2, what="the closed connection's slot")
     assert timed_get(port, "/health")[1] == 200
-    held[1].close()
+    busy[1].close()
 
 
 def test_refusals_are_logged_at_most_once_a_minute(caplog):
@@ -265,8 +280,10 @@ def test_refusals_are_logged_at_most_once_a_minute(caplog):
         clock.advance(1.0)
         assert slots.take() is False
     assert [record.getMessage() for record in caplog.records] == [
-        "http connections at limit max=1 refused=1: further connections get 503 until one closes",
-        "http connections at limit max=1 refused=6: further connections get 503 until one closes",
+        "http connections at limit max=1 refused=1: every connection has a request in progress; "
+        "further connections get 503 until one closes",
+        "http connections at limit max=1 refused=6: every connection has a request in progress; "
+        "further connections get 503 until one closes",
     ]
     slots.give_back()
     assert slots.take() is True and slots.open == 1
