@@ -118,8 +118,10 @@ def parse_number(name: str, value: str, low: int, high: int) -> int:
     :raises HttpError: for signs, spaces, other digits, decimals, overlong
         numbers or values out of range.
     """
-    if not (value.isascii() and value.isdigit()) or len(value) > MAX_DIGITS:
+    if not (value.isascii() and value.isdigit()):
         raise HttpError(400, f"{name} must be plain digits from {low} to {high}, got {value[:20]!r}")
+    if len(value) > MAX_DIGITS:
+        raise HttpError(400, f"{name} must be from {low} to {high}, at most {MAX_DIGITS} digits, got {value[:20]!r}")
     number = int(value)
     if not low <= number <= high:
         raise HttpError(400, f"{name} must be from {low} to {high}, got {number}")

@@ -635,6 +635,7 @@ def test_history_is_newest_first_and_filters_by_kind_and_limit(mocked, api, cloc
         ("/history?limit=0", "limit must be from 1 to 500, got 0"),
         ("/history?limit=501", "limit must be from 1 to 500, got 501"),
         ("/history?limit=x", "limit must be plain digits from 1 to 500, got 'x'"),
+        ("/history?limit=00050", "limit must be from 1 to 500, at most 4 digits, got '00050'"),
         ("/history?limit=", "parameter 'limit' is empty"),
         ("/history?kind=laps", "kind must be one of seasons, rounds, results, standings"),
         ("/history?kind=Rounds", "kind must be one of seasons, rounds, results, standings"),
