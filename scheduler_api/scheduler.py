@@ -21,7 +21,9 @@ from .config import KINDS, Config
 from .fetcher import Outcome, SyncClient, SyncKey
 from .health import FetcherHealth
 from .race_calendar import Mode, ModeTracker, Windows, latest_round
-from .runner import Attempt, Busy, CallGate, Executor, Flights, Runner, Settled
+from .call_gate import Busy, CallGate
+from .runner import Attempt, Executor, Flights, Runner, Settled
+from .schedule_view import schedule_view
 from .state import ScheduleView, State
 from .timetable import TIMEOUT, CLOCK_JUMP_TOLERANCE_S, DueHeap, DueKey, KindTimetable, WallClockWatch, failure_class
 
@@ -406,33 +408,9 @@ class Scheduler:
                 self._file_slot(kt)
 
     def _view(self, now_mono: float, now_ts: float) -> ScheduleView:
-        """:returns: the schedule for readers; called once per tick and per attempt, so kept lean."""
-        next_syncs: dict[str, int | None] = {}
-        intervals_s: dict[str, float | None] = {}
-        for kind, kt in self._kinds.items():
-            intervals_s[kind] = kt.interval_s
-            if kt.due_mono is not None:
-                next_syncs[kind] = int(round(now_ts + (kt.due_mono - now_mono)))
-            elif kind == "results" and not self._config.is_off(kind):
-                next_syncs[kind] = self._modes.next_live_start_ts(now_ts)
-            else:
-                next_syncs[kind] = None
-        modes = self._modes
-        mode, calendar, flying = modes.mode, modes.calendar, self._flights.keys()
-        return ScheduleView(
-            next_syncs=next_syncs,
-            intervals_s=intervals_s,
-            mode=mode.name,
-            mode_round=mode.race_round.round if mode.race_round else None,
-            live_session=mode.live.name if mode.live else None,
-            settling_session=mode.settling.name if mode.settling else None,
-            next_mode_change_ts=modes.next_change_ts(now_ts),
-            season=self._season(now_ts),
-            in_flight=tuple(sorted(map(_flight_label, flying))) if flying else (),
-            calendar_loaded=calendar is not None,
-            calendar_rounds=len(calendar.rounds) if calendar else 0,
-            overrides_in_force=calendar.overrides_in_force if calendar else 0,
-        )
+        """:returns: the schedule for readers (see :func:`scheduler_api.schedule_view.schedule_view`)."""
+        return schedule_view(self._kinds, self._modes, self._flights.keys(), self._season(now_ts),
+                             self._config.is_off, now_mono, now_ts)
 
     # -- after an attempt (runs on a worker, or on the manual trigger's thread) --
 
@@ -514,7 +492,3 @@ class Scheduler:
 
 def _nothing() -> None:
     """The default ``wake``: nothing to wake (tests and ``plan`` call :meth:`Scheduler.tick` themselves)."""
-
-
-def _flight_label(key: SyncKey) -> str:
-    return ":".join(str(p) for p in (key.kind, key.season, key.round) if p is not None)
