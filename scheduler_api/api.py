@@ -24,7 +24,7 @@ from .httphead import HttpError, RawBody
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Readings
 from .metrics import render as render_metrics
-from .runner import BUSY_RETRY_AFTER_S, Busy
+from .call_gate import BUSY_RETRY_AFTER_S, Busy
 from .scheduler import Scheduler
 from .state import State
 from .ticker import TickerHealth

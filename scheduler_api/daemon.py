@@ -5,7 +5,7 @@ pool, server, state file) and the only one that names, starts and joins
 threads; everything else takes its collaborators as constructor arguments.
 The shutdown order lives in one place, :meth:`Daemon.shutdown`.
 
-The watchdog pinger (:class:`LoopWatch`), which STYLE.md's layout puts in
+The watchdog pinger (:class:`LoopWatch`), which one might look for in
 ``journal.py``, is here: it is wiring between the ticker's loop, the state
 and sd_notify, not journal formatting, and only the daemon builds it.
 """
@@ -21,7 +21,7 @@ import signal
 import socket
 import sys
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from .api import App
 from .calendar_overrides import load_overrides
@@ -35,6 +35,7 @@ from .persist import Persister, StateFile, StateFileError, StateLockedError
 from .plan import iso
 from .scheduler import Scheduler
 from .server import ApiServer
+from .signals import SignalPipe
 from .state import State
 from .ticker import Ticker
 from .workers import WorkerPool
@@ -53,7 +54,6 @@ MAX_WAIT_S = 60.0  # the ticker re-reads wall time at least once a minute
 HTTP_JOIN_S = 5.0  # the accept loop returns at once when told; this only bounds a bug
 TICKER_JOIN_S = 5.0
 PERSISTER_JOIN_S = 10.0  # one write of the state file, fsyncs included
-SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class StartError(Exception):
@@ -96,66 +96,6 @@ def _log_thread_crash(args: threading.ExceptHookArgs) -> None:
         return
     logger.error("thread crashed name=%s", args.thread.name if args.thread is not None else "-",
                  exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
-
-
-class SignalPipe:
-    """Signals and wake-ups reach the main thread through one pipe.
-
-    The main thread sleeps reading this pipe. The interpreter's C-level
-    signal handler writes each signal's number to it
-    (``signal.set_wakeup_fd``), whichever thread the kernel delivered the
-    signal to, and takes no lock; :meth:`wake` writes a 0 byte. A Python
-    handler that set an Event could deadlock on a second signal, and one
-    that only set a flag would go unseen while the main thread sleeps if
-    the signal landed on another thread.
-
-    :meth:`install`, :meth:`read` and :meth:`close`: main thread only.
-    :meth:`wake`: any thread; never blocks.
-    """
-
-    def __init__(self) -> None:
-        self._read_fd, self._write_fd = os.pipe()
-        os.set_blocking(self._write_fd, False)
-
-    def install(self) -> None:
-        """Handle SIGTERM, SIGINT and SIGHUP by writing their numbers to the pipe."""
-        for signum in SIGNALS:
-            signal.signal(signum, _noted_in_wakeup_fd)
-        signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
-
-    def wake(self) -> None:
-        """Make :meth:`read` return (a 0 byte); does nothing once closed."""
-        if self._write_fd < 0:
-            return
-        try:
-            os.write(self._write_fd, b"\0")
-        except BlockingIOError:
-            pass  # the pipe is full of wake-ups already
-
-    def read(self) -> bytes:
-        """Block until a signal or a wake-up arrives.
-
-        :returns: the bytes read: signal numbers, and 0 for a wake-up.
-        """
-        return os.read(self._read_fd, 512)
-
-    def close(self) -> None:
-        """Ignore the three signals from now on, and close the pipe."""
-        for signum in SIGNALS:
-            signal.signal(signum, signal.SIG_IGN)  # shutting down already: further signals change nothing
-        signal.set_wakeup_fd(-1)
-        read_fd, write_fd, self._read_fd, self._write_fd = self._read_fd, self._write_fd, -1, -1
-        os.close(read_fd)
-        os.close(write_fd)
-
-
-def _noted_in_wakeup_fd(_signum: int, _frame: Any) -> None:
-    """Python-level handler for SIGTERM, SIGINT and SIGHUP: nothing to do.
-
-    The signal is acted on by the main loop, which reads its number from the
-    wake-up pipe (``signal.set_wakeup_fd``); this handler only replaces the
-    default action (exit, or ``KeyboardInterrupt``).
-    """
 
 
 class LoopWatch:

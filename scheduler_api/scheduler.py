@@ -14,73 +14,22 @@ import random
 import threading
 from typing import Callable
 
-from .calendar_source import CalendarLoadError, CalendarSource
+from .calendar_refresh import CalendarRefresh
+from .calendar_source import CalendarSource
 from .clock import Clock, utc_year
 from .config import KINDS, Config
 from .fetcher import Outcome, SyncClient, SyncKey
 from .health import FetcherHealth
-from .calendar_parse import parse_calendar
 from .race_calendar import Mode, ModeTracker, Windows, latest_round
-from .runner import Attempt, Busy, CallGate, Executor, Flights, Runner, Settled
-from .state import CalendarRecord, ScheduleView, State
+from .call_gate import Busy, CallGate
+from .runner import Attempt, Executor, Flights, Runner, Settled
+from .schedule_view import schedule_view
+from .state import ScheduleView, State
 from .timetable import TIMEOUT, CLOCK_JUMP_TOLERANCE_S, DueHeap, DueKey, KindTimetable, WallClockWatch, failure_class
 
 logger = logging.getLogger(__name__)
 
-#: With no calendar at all, a refresh is retried at least this often, seconds.
-NO_CALENDAR_RETRY_S = 300.0
-
 _CALENDAR = DueKey("calendar refresh")  # heap key of the next calendar refresh
-
-
-class _CalendarRefresh:
-    """Where the calendar comes from, whether a refresh runs, and when the next is filed.
-
-    One refresh at a time: a refresh asked for while one runs is not
-    started beside it: it runs once more right after. A refresh asked for by
-    a successful rounds sync starts no sooner than ``min_interval_s``
-    (``CALENDAR_MIN_REFRESH_INTERVAL``) after the previous refresh started,
-    so 30 s rounds syncs on a race weekend read the calendar at most every
-    5 minutes. Guarded by the scheduler's lock.
-
-    :param source: the calendar source, or None to keep what the state holds.
-    :param min_interval_s: least time between the start of a refresh and one asked for by a rounds sync, seconds.
-    """
-
-    def __init__(self, source: CalendarSource | None, min_interval_s: float = 0.0) -> None:
-        self.source = source
-        self.min_interval_s = min_interval_s
-        self.started_mono: float | None = None
-        self.filed_mono: float | None = None  # the refresh waiting in the heap, if any
-        self._busy = False
-        self._again = False
-        self.stopped = False  # shutting down: no refresh starts any more
-
-    def begin(self) -> bool:
-        """The filed refresh is due. :returns: True if it should start now; False if one runs (it then
-        runs again after) or the daemon is shutting down."""
-        self.filed_mono = None
-        if self.stopped:
-            return False
-        if self._busy:
-            self._again = True
-            return False
-        self._busy = True
-        return True
-
-    def end(self) -> bool:
-        """:returns: True if another refresh was asked for while this one ran."""
-        again, self._busy, self._again = self._again, False, False
-        return again
-
-    def after_rounds(self, now_mono: float) -> float | None:
-        """A rounds sync succeeded: when to refresh (monotonic seconds), or None when one is filed as early already."""
-        due_mono = now_mono
-        if self.started_mono is not None:
-            due_mono = max(now_mono, self.started_mono + self.min_interval_s)
-        if self.filed_mono is not None and self.filed_mono <= due_mono:
-            return None
-        return due_mono
 
 
 class Scheduler:
@@ -148,7 +97,8 @@ class Scheduler:
         )
         self._modes = ModeTracker(None, windows, clock.now_ts())
         self._wall = WallClockWatch()
-        self._refresh = _CalendarRefresh(calendar_source, config.calendar_min_refresh_interval_s)
+        self._refresh = CalendarRefresh(calendar_source, state, config.calendar_min_refresh_interval_s,
+                                        config.calendar_refresh_interval_s)
 
     @property
     def windows(self) -> Windows:
@@ -175,11 +125,9 @@ class Scheduler:
         snap = self._state.snapshot(history=False)
         with self._lock:
             if snap.calendar is not None and self._modes.calendar is None:
-                try:
-                    body = snap.calendar.body
-                    self._modes.set_calendar(parse_calendar(body) if source is None else source.parse(body))
-                except ValueError as exc:
-                    logger.warning("calendar persisted copy unusable: %s", exc)
+                persisted = self._refresh.persisted(snap.calendar.body)
+                if persisted is not None:
+                    self._modes.set_calendar(persisted)
             for kind, kt in self._kinds.items():
                 last_ts = snap.last_syncs.get(kind)
                 if last_ts is not None and last_ts > now_ts + CLOCK_JUMP_TOLERANCE_S:
@@ -460,33 +408,9 @@ class Scheduler:
                 self._file_slot(kt)
 
     def _view(self, now_mono: float, now_ts: float) -> ScheduleView:
-        """:returns: the schedule for readers; called once per tick and per attempt, so kept lean."""
-        next_syncs: dict[str, int | None] = {}
-        intervals_s: dict[str, float | None] = {}
-        for kind, kt in self._kinds.items():
-            intervals_s[kind] = kt.interval_s
-            if kt.due_mono is not None:
-                next_syncs[kind] = int(round(now_ts + (kt.due_mono - now_mono)))
-            elif kind == "results" and not self._config.is_off(kind):
-                next_syncs[kind] = self._modes.next_live_start_ts(now_ts)
-            else:
-                next_syncs[kind] = None
-        modes = self._modes
-        mode, calendar, flying = modes.mode, modes.calendar, self._flights.keys()
-        return ScheduleView(
-            next_syncs=next_syncs,
-            intervals_s=intervals_s,
-            mode=mode.name,
-            mode_round=mode.race_round.round if mode.race_round else None,
-            live_session=mode.live.name if mode.live else None,
-            settling_session=mode.settling.name if mode.settling else None,
-            next_mode_change_ts=modes.next_change_ts(now_ts),
-            season=self._season(now_ts),
-            in_flight=tuple(sorted(map(_flight_label, flying))) if flying else (),
-            calendar_loaded=calendar is not None,
-            calendar_rounds=len(calendar.rounds) if calendar else 0,
-            overrides_in_force=calendar.overrides_in_force if calendar else 0,
-        )
+        """:returns: the schedule for readers (see :func:`scheduler_api.schedule_view.schedule_view`)."""
+        return schedule_view(self._kinds, self._modes, self._flights.keys(), self._season(now_ts),
+                             self._config.is_off, now_mono, now_ts)
 
     # -- after an attempt (runs on a worker, or on the manual trigger's thread) --
 
@@ -538,54 +462,33 @@ class Scheduler:
         """
         now_ts = self._clock.now_ts()
         season = utc_year(now_ts)
+        refresh = self._refresh
         with self._lock:
-            self._refresh.started_mono = self._clock.monotonic()
-            source, current = self._refresh.source, self._modes.calendar
-            if self._refresh.stopped:
-                self._refresh.end()
+            refresh.started_mono = self._clock.monotonic()
+            current = self._modes.calendar
+            if refresh.stopped:
+                refresh.end()
                 return
         calendar = body = None
         try:
-            if source is not None:
-                calendar, body = source.load(season)
-        except CalendarLoadError as exc:
-            with self._lock:
-                stopped = self._refresh.stopped
-            logger.log(logging.DEBUG if stopped else logging.WARNING,
-                       "calendar refresh failed reason=%s; keeping the last good calendar", exc)
+            calendar, body = refresh.load(season, self._refresh_stopped)
         finally:
             now_mono = self._clock.monotonic()
             with self._lock:
                 if calendar is not None and calendar is not self._modes.calendar:
                     self._modes.set_calendar(calendar)
-                refresh_s = self._config.calendar_refresh_interval_s
-                if self._modes.calendar is None:
-                    refresh_s = min(refresh_s, NO_CALENDAR_RETRY_S)
-                again = self._refresh.end()
-                if source is not None:
-                    next_mono = now_mono if again else now_mono + refresh_s
-                    if self._refresh.filed_mono is not None:  # asked for by a rounds sync meanwhile
-                        next_mono = min(next_mono, self._refresh.filed_mono)
-                    self._file_refresh(next_mono)
+                again = refresh.end()
+                if refresh.source is not None:
+                    self._file_refresh(refresh.next_mono(now_mono, again, self._modes.calendar is not None))
             self._wake()
-        if calendar is None or source is None:
-            return
-        changed = calendar is not current
+        if calendar is not None:
+            refresh.took(calendar, body, calendar is not current, season, now_ts, self._refresh_stopped())
+
+    def _refresh_stopped(self) -> bool:
+        """:returns: whether shutdown began, so a refresh still running logs quietly (takes the lock)."""
         with self._lock:
-            stopped = self._refresh.stopped
-        logger.log(
-            logging.DEBUG if stopped else logging.INFO,
-            "calendar refreshed season=%s rounds=%d source=%s changed=%s", calendar.season,
-            len(calendar.rounds), source.describe(season), "yes" if changed else "no",
-        )
-        if changed:
-            self._state.set_calendar(CalendarRecord(body, source.describe(season), int(now_ts)))
-            self._state.save_soon()
+            return self._refresh.stopped
 
 
 def _nothing() -> None:
     """The default ``wake``: nothing to wake (tests and ``plan`` call :meth:`Scheduler.tick` themselves)."""
-
-
-def _flight_label(key: SyncKey) -> str:
-    return ":".join(str(p) for p in (key.kind, key.season, key.round) if p is not None)

@@ -709,7 +709,7 @@ def test_trigger_of_a_kind_turned_off_is_409_and_calls_nothing(mocked, api):
 
 
 def test_trigger_finding_the_concurrency_bound_full_is_429_with_retry_after(api, monkeypatch):
-    from scheduler_api.runner import Busy
+    from scheduler_api.call_gate import Busy
 
     a = api()
 

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from scheduler_api.config import Config
-from scheduler_api.daemon import SIGNALS, Daemon, LoopWatch, SignalPipe, StartError, build_daemon, status_line
+from scheduler_api.daemon import Daemon, LoopWatch, StartError, build_daemon, status_line
 from scheduler_api.persist import StateFile, StateLockedError
+from scheduler_api.signals import SIGNALS, SignalPipe
 from scheduler_api.standin import FetcherStandIn
 from scheduler_api.state import ScheduleView, State
 

@@ -114,7 +114,7 @@ def test_released_runner_sends_at_once_instead_of_waiting_for_the_due_time():
 # -- the concurrency bound ----------------------------------------------------------
 
 def test_call_gate_hands_places_to_scheduled_syncs_first_then_manual_triggers_in_arrival_order():
-    from scheduler_api.runner import Busy, CallGate
+    from scheduler_api.call_gate import Busy, CallGate
 
     gate = CallGate(limit=2, max_waiting=2)
     first, second = gate.ticket(manual=True), gate.ticket(manual=False)

@@ -599,7 +599,7 @@ class BlockingClient:
 
 
 def test_concurrency_bound_150_parallel_triggers_never_exceed_four_calls(clock, rng, config):
-    from scheduler_api.runner import Busy
+    from scheduler_api.call_gate import Busy
     from scheduler_api.workers import InlineExecutor
 
     client = BlockingClient()
