@@ -32,7 +32,8 @@ from . import activation, client
 from . import config as config_mod
 from .clock import SystemClock
 from .config import Config, ConfigError, non_default_settings
-from .daemon import StartError, build_daemon, is_loopback, setup_process
+from .daemon import StartError, build_daemon, setup_process
+from .httpcall import is_loopback
 from .journal import under_journal
 from .plan import DEFAULT_HOURS, DEFAULT_LIMIT, build_plan, parse_instant, render_json, render_text
 

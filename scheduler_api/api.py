@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import hmac
 import types
-import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -21,6 +20,7 @@ from .durations import format_duration
 from .fetcher import Outcome, SyncKey
 from .health import FetcherHealth
 from .httphead import HttpError, RawBody
+from .query import parse_number, parse_query, reject_unknown
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Readings
 from .metrics import render as render_metrics
@@ -33,7 +33,6 @@ HISTORY_DEFAULT_LIMIT = 50
 HISTORY_MAX_LIMIT = 500
 FIRST_SEASON = 1950  # the first Formula 1 world championship season
 MAX_ROUND = 99
-MAX_DIGITS = 4
 
 
 @dataclass(frozen=True)
@@ -76,56 +75,6 @@ class Request:
 
 
 Response = tuple[int, dict[str, Any]]
-
-
-def parse_query(raw: str) -> dict[str, str]:
-    """Decode a query string strictly.
-
-    Only ``&`` separates pairs; a pair needs ``=``; percent-escapes must be
-    UTF-8; a name may appear once; values may not be empty.
-
-    :param raw: the part after ``?``, undecoded.
-    :returns: name -> value.
-    :raises HttpError: on anything else.
-    """
-    if raw == "":
-        return {}
-    if ";" in raw:
-        raise HttpError(400, "query separator ';' is not allowed; use '&'")
-    result: dict[str, str] = {}
-    for pair in raw.split("&"):
-        name_raw, sep, value_raw = pair.partition("=")
-        try:
-            name = urllib.parse.unquote_plus(name_raw, errors="strict")
-            value = urllib.parse.unquote_plus(value_raw, errors="strict")
-        except UnicodeDecodeError:
-            raise HttpError(400, "query is not valid UTF-8 after percent-decoding") from None
-        if not sep or name == "":
-            raise HttpError(400, f"malformed query parameter {pair[:40]!r}")
-        if name in result:
-            raise HttpError(400, f"parameter {name!r} is repeated")
-        if value == "":
-            raise HttpError(400, f"parameter {name!r} is empty")
-        result[name] = value
-    return result
-
-
-def parse_number(name: str, value: str, low: int, high: int) -> int:
-    """Read a parameter that must be plain ASCII digits within ``[low, high]``.
-
-    ``+2025``, `` 2025``, fullwidth digits and ``2025.0`` are all refused.
-
-    :raises HttpError: for signs, spaces, other digits, decimals, overlong
-        numbers or values out of range.
-    """
-    if not (value.isascii() and value.isdigit()):
-        raise HttpError(400, f"{name} must be plain digits from {low} to {high}, got {value[:20]!r}")
-    if len(value) > MAX_DIGITS:
-        raise HttpError(400, f"{name} must be from {low} to {high}, at most {MAX_DIGITS} digits, got {value[:20]!r}")
-    number = int(value)
-    if not low <= number <= high:
-        raise HttpError(400, f"{name} must be from {low} to {high}, got {number}")
-    return number
 
 
 class App:
@@ -270,7 +219,7 @@ class App:
 
         :raises HttpError: 400 for a parameter not in ``allowed`` or a value out of range.
         """
-        _reject_unknown(request, allowed)
+        reject_unknown(request.query, allowed)
         values: dict[str, int] = {}
         if "season" in request.query:
             latest = utc_year(self.clock.now_ts()) + 1
@@ -308,7 +257,7 @@ class App:
         ``next_syncs``, ``current_intervals``) keep their names and types;
         the others are added after them. Takes no parameters.
         """
-        _reject_unknown(request, ())
+        reject_unknown(request.query, ())
         snap = self.state.snapshot(history=False)
         view = self.scheduler.view()  # against the clock now: right at once after a wall-clock step
         last_failures = {  # the newest failed attempt of each kind, with its reason
@@ -372,7 +321,7 @@ class App:
 
         A fetcher that answers, even with 500, counts as connected. Takes no parameters.
         """
-        _reject_unknown(request, ())
+        reject_unknown(request.query, ())
         now_mono = self.clock.monotonic()
         running = self.ticker_alive() and (self.ticker_health is None or self.ticker_health(now_mono).ok)
         connected = self.health.connected()
@@ -395,7 +344,7 @@ class App:
 
     def metrics(self, request: Request) -> tuple[int, RawBody]:
         """``GET /metrics``: the Prometheus text exposition (README, Metrics). Takes no parameters."""
-        _reject_unknown(request, ())
+        reject_unknown(request.query, ())
         snap = self.state.snapshot(history=False)
         view = self.scheduler.view()
         readings = Readings(
@@ -410,7 +359,7 @@ class App:
 
         ``kind`` is one of the four kinds; ``limit`` is 1 to 500, default 50.
         """
-        _reject_unknown(request, ("kind", "limit"))
+        reject_unknown(request.query, ("kind", "limit"))
         kind = request.query.get("kind")
         if kind is not None and kind not in KINDS:
             raise HttpError(400, f"kind must be one of {', '.join(KINDS)}")
@@ -419,14 +368,6 @@ class App:
             limit = parse_number("limit", request.query["limit"], 1, HISTORY_MAX_LIMIT)
         records = [r for r in reversed(self.state.snapshot().history) if kind is None or r.kind == kind]
         return 200, {"records": [r.to_dict() for r in records[:limit]], "count": min(limit, len(records))}
-
-
-def _reject_unknown(request: Request, allowed: tuple[str, ...]) -> None:
-    """:raises HttpError: 400 naming the first (alphabetically) query parameter not in ``allowed``."""
-    unknown = sorted(set(request.query) - set(allowed))
-    if unknown:
-        listed = f"; allowed: {', '.join(allowed)}" if allowed else "; none allowed"
-        raise HttpError(400, f"unknown parameter {unknown[0]!r}{listed}")
 
 
 def _failure_status(outcome: Outcome) -> int:

@@ -13,7 +13,6 @@ and sd_notify, not journal formatting, and only the daemon builds it.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import logging
 import os
 import random
@@ -30,6 +29,7 @@ from .clock import Clock, SystemClock
 from .config import Config
 from .fetcher import FetcherClient, make_session
 from .health import FetcherHealth
+from .httpcall import is_loopback
 from .journal import Notifier, setup_logging, watchdog_interval_s
 from .persist import Persister, StateFile, StateFileError, StateLockedError
 from .plan import iso
@@ -67,16 +67,6 @@ class StartError(Exception):
     def __init__(self, message: str, exit_status: int = 1) -> None:
         super().__init__(message)
         self.exit_status = exit_status
-
-
-def is_loopback(host: str) -> bool:
-    """:returns: True for ``localhost`` and any loopback address (127.0.0.0/8, ::1)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
 
 
 def setup_process(config: Config, environ: Mapping[str, str]) -> None:
