@@ -4,7 +4,7 @@ Plain code on monotonic seconds, no threads, no locks: the scheduler calls
 everything here under its own lock. The retry policy is :func:`retry_delay_s`;
 the per-kind rules are the methods of :class:`KindTimetable`; :class:`DueHeap`
 orders what is due next, in the spirit of CPython's ``Lib/sched.py``.
-:class:`WallClockWatch` (which STYLE.md places in ``clock.py``) lives here
+:class:`WallClockWatch` (a clock matter, so one might look for it in ``clock.py``) lives here
 because its only use is to shift these due times after a wall-clock jump.
 See README, What it does, for the rules in prose.
 """

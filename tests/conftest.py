@@ -136,3 +136,11 @@ def harness(config: Config, clock: FakeClock, rng: random.Random) -> Callable[..
         return Harness(config_ or config, clock, rng, calendar, state_path, **scheduler_kwargs)
 
     return build
+
+
+@pytest.fixture(scope="session")
+def cal2026():
+    """The real 2026 calendar (``tests/data/ergast-2026.json``), parsed once."""
+    from scheduler_api.calendar_parse import parse_calendar
+
+    return parse_calendar(load_calendar("ergast-2026.json"))

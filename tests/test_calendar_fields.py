@@ -31,9 +31,6 @@ from conftest import load_calendar as load
 W = Windows()
 
 
-@pytest.fixture(scope="module")
-def cal2026() -> Calendar:
-    return parse_calendar(load("ergast-2026.json"))
 
 
 # --------------------------------------------------------------------------- damaged real calendars (one entry broken)
