@@ -10,7 +10,7 @@ from . import httpcall
 from .calendar_fields import decode_json
 from .calendar_overrides import Overrides, parse_corrected
 from .race_calendar import Calendar
-from .redact import redact_text, redact_url
+from .redact import redact_url, scrub, secret_values
 
 #: At most this much of a calendar is read, bytes (8 MiB; a real season is about 30 KiB).
 MAX_CALENDAR_BYTES = 8 << 20
@@ -172,5 +172,6 @@ class CalendarSource:
 
 
 def _one_line(reason: str, url: str, shown: str) -> str:
-    """:returns: ``reason`` on one line, with ``url`` shown as ``shown`` and every other URL's secrets masked."""
-    return redact_text(" ".join(reason.replace(url, shown).split()))
+    """:returns: ``reason`` on one line, with ``url`` shown as ``shown``, its secret values masked
+    wherever they are quoted, and every other URL's secrets masked."""
+    return scrub(" ".join(reason.replace(url, shown).split()), secret_values(url))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 
 import logging
 import string
@@ -270,10 +269,13 @@ class FetcherClient:
             reason = f"{key.kind} syncs are turned off (FETCH_PATH_{key.kind.upper()}=off)"
             return Outcome("failed", None, reason, 0, failure=PERMANENT, fetcher_called=False)
         url = self.base_url + build_path(template, key, session_name)
+        # Every reason is scrubbed of these: an error, ours or the fetcher's own words, may quote
+        # what was sent (the path's key, the URL's password, the Basic-auth header it became).
+        secrets = secret_values(self.base_url) + secret_values(template)
         try:
             prepared = self.session.prepare_request(requests.Request("POST", url))
         except (requests.RequestException, ValueError) as exc:
-            reason = _scrubbed(f"bad request: {type(exc).__name__}: {exc}", url)
+            reason = cut_reason(scrub(f"bad request: {type(exc).__name__}: {exc}", secrets))
             return Outcome("failed", None, reason, 0, failure=PERMANENT, fetcher_called=False)
         call = "POST " + redact_url(prepared.path_url)
         if before_send is not None:
@@ -286,16 +288,12 @@ class FetcherClient:
             duration_ms = max(0, round((self.clock.monotonic() - started_mono) * 1000))
             timed_out = isinstance(exc, httpcall.CallTimeout)
             return Outcome(
-                "timeout" if timed_out else "failed", None, _scrubbed(f"no answer: {exc.reason}", url), duration_ms,
+                "timeout" if timed_out else "failed", None, cut_reason(scrub(f"no answer: {exc.reason}", secrets)),
+                duration_ms,
                 failure=TIMEOUT if timed_out and exc.sent else TRANSIENT, fetcher_called=exc.sent,
             )
         duration_ms = max(0, round((self.clock.monotonic() - started_mono) * 1000))
-        outcome = judge(answer, duration_ms, self.clock.now_ts(), call)
-        if outcome.error is None:
-            return outcome
-        # The answer's own words may quote what the fetcher received: the path's key, the URL's password.
-        secrets = secret_values(self.base_url) + secret_values(template)
-        return dataclasses.replace(outcome, error=scrub(outcome.error, secrets)) if secrets else outcome
+        return judge(answer, duration_ms, self.clock.now_ts(), call, secrets)
 
     def probe(self, health_path: str) -> bool:
         """GET ``{FETCHER_URL}{FETCHER_HEALTH_PATH}``, for ``/health`` when no sync spoke to it lately.
@@ -317,7 +315,9 @@ class FetcherClient:
         self.session.close()
 
 
-def judge(answer: httpcall.Answer, duration_ms: int, now_ts: float, call: str = "") -> Outcome:
+def judge(
+    answer: httpcall.Answer, duration_ms: int, now_ts: float, call: str = "", secrets: tuple[str, ...] = ()
+) -> Outcome:
     """Turn fetcher_service's HTTP answer into an :class:`Outcome`.
 
     Success is a 2xx answer whose body, if it is a JSON object with a boolean
@@ -333,6 +333,9 @@ def judge(answer: httpcall.Answer, duration_ms: int, now_ts: float, call: str = 
     :param duration_ms: how long the call took, milliseconds.
     :param now_ts: UTC unix seconds, for ``Retry-After`` dates.
     :param call: method and path as sent, secrets masked (``POST /fetch/seasons``), for 404/405 reasons.
+    :param secrets: strings never to show (:func:`scheduler_api.redact.secret_values` of the URL
+        and path): the body's words may quote what the fetcher received. Masked before the reason is cut,
+        so no cut leaves half a secret.
     :returns: ``ok``, or ``failed`` with its reason, class and ``Retry-After`` (429/503).
     """
     status = answer.status
@@ -341,7 +344,8 @@ def judge(answer: httpcall.Answer, duration_ms: int, now_ts: float, call: str = 
     if 200 <= status < 300:
         if isinstance(body, dict) and isinstance(body.get("success"), bool) and not body["success"]:
             reason = f"HTTP {status} success=false" + (f": {message}" if message else "")
-            return Outcome("failed", status, cut_reason(reason), duration_ms, failure=TRANSIENT, fetcher_called=True)
+            return Outcome("failed", status, cut_reason(scrub(reason, secrets)), duration_ms, failure=TRANSIENT,
+                           fetcher_called=True)
         return Outcome("ok", status, None, duration_ms, fetcher_called=True)
     retry_after_s = None
     if status in (429, 503):
@@ -352,16 +356,7 @@ def judge(answer: httpcall.Answer, duration_ms: int, now_ts: float, call: str = 
         reason = f"HTTP {status}" + (f": {message}" if message else f" {answer.reason}".rstrip())
     if answer.truncated and message is None:
         reason += f" (answer over {MAX_ANSWER_BYTES >> 20} MiB, not read to its end)"
-    return Outcome("failed", status, cut_reason(reason), duration_ms, retry_after_s,
+    return Outcome("failed", status, cut_reason(scrub(reason, secrets)), duration_ms, retry_after_s,
                    failure=failure_class(status), fetcher_called=True)
 
 
-def _scrubbed(text: str, url: str) -> str:
-    """:returns: :func:`cut_reason` of ``text``, with ``url`` and its path shown with their secrets masked
-    (an error may quote the path alone, where no URL rule can see it)."""
-    parts = urllib.parse.urlsplit(url)
-    path = parts.path + (f"?{parts.query}" if parts.query else "")
-    text = text.replace(url, redact_url(url))
-    if path:
-        text = text.replace(path, redact_url(path))
-    return cut_reason(text)

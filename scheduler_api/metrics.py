@@ -65,11 +65,11 @@ class SyncMetrics:
 
 
 def _labels(pairs: Mapping[str, str]) -> str:
+    """:returns: ``{name="value",...}`` with backslash, quote and newline escaped as the format asks, or ``""``."""
     if not pairs:
         return ""
-    escaped = (f'{name}="{value}"'.replace("\n", "\\n") for name, value in
-               ((n, str(v).replace("\\", "\\\\").replace('"', '\\"')) for n, v in pairs.items()))
-    return "{" + ",".join(escaped) + "}"
+    escaped = (str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") for value in pairs.values())
+    return "{" + ",".join(f'{name}="{value}"' for name, value in zip(pairs, escaped)) + "}"
 
 
 def _number(value: float) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import urllib.parse
 
@@ -71,8 +72,6 @@ def secret_values(url: str) -> tuple[str, ...]:
     :param url: e.g. ``FETCHER_URL``, a ``FETCH_PATH_*`` template or ``CALENDAR_URL``.
     :returns: the secret strings, longest first (at least 3 characters each).
     """
-    import base64
-
     found: set[str] = set()
     try:
         parts = urllib.parse.urlsplit(url)
