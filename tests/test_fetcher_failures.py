@@ -263,3 +263,13 @@ def test_a_reason_that_echoes_what_the_fetcher_received_shows_no_secret(mocked, 
     assert outcome.http_status == 500
     assert "PATHSECRET" not in outcome.error and "FPWSECRET" not in outcome.error and echoed not in outcome.error
     assert outcome.error == "HTTP 500: boom at /fetch/rounds?season=2026&api_key=*** auth=Basic *** pw=***"
+
+
+def test_a_secret_where_a_long_reason_is_cut_is_masked_whole(mocked, clock):
+    path = "/fetch/rounds?season=2026&api_key=PATHSECRET"
+    mocked.post("http://127.0.0.1:8082" + path, status=500,
+                json={"detail": "x" * 132 + "PATHSECRET" + "y" * 400})  # the secret spans the head's end
+    client = FetcherClient("http://127.0.0.1:8082", {"rounds": "/fetch/rounds?season={season}&api_key=PATHSECRET"},
+                           3.0, 300.0, make_session(), clock)
+    error = client.sync(SyncKey("rounds", 2026)).error
+    assert "PATHS" not in error and "SECRET" not in error and "***" in error
