@@ -12,7 +12,8 @@ model directly: the parser refuses round numbers over 99). Each history is
   weekend window to 1 h after, ticked at every due time (rounds and
   standings every 30 s and 5 min, results every 30 s while live, the mode
   changes between): seconds per tick. A tick at a window boundary also
-  re-evaluates the mode over the whole calendar, timed on its own.
+  re-evaluates the mode (:class:`scheduler_api.race_calendar.ModeTracker`,
+  over the rounds near the instant), timed on its own.
 - **/status**: one answer (route and JSON encoding, as the server does) while
   the middle round's race is live: seconds per answer.
 - **plan**: ``python -m scheduler_api plan`` for 48 h inside a race weekend
@@ -44,7 +45,7 @@ from scheduler_api.config import Config  # noqa: E402
 from scheduler_api.fetcher import Outcome  # noqa: E402
 from scheduler_api.health import FetcherHealth  # noqa: E402
 from scheduler_api.plan import GivenCalendar, SimClock  # noqa: E402
-from scheduler_api.race_calendar import Calendar, Windows, mode_at, weekend_window  # noqa: E402
+from scheduler_api.race_calendar import Calendar, ModeTracker, Windows, weekend_window  # noqa: E402
 from scheduler_api.scheduler import Scheduler  # noqa: E402
 from scheduler_api.state import Persisted, State, SyncRecord  # noqa: E402
 from scheduler_api.workers import InlineExecutor  # noqa: E402
@@ -107,7 +108,7 @@ def build(calendar: Calendar, records: int, at_ts: float) -> tuple[Scheduler, Ap
 
 class Cost(NamedTuple):
     """Best costs, microseconds: per tick over a race weekend, per mode re-evaluation at a window
-    boundary (:func:`mode_at`, which a boundary tick runs once), and per /status answer."""
+    boundary (what a boundary tick runs once), and per /status answer."""
 
     rounds: int
     records: int
@@ -134,10 +135,12 @@ def measure(calendar: Calendar, records: int) -> tuple[float, float, float, int]
             break
         clock.now = max(next_ts, clock.now + 0.001)
     tick_s = (time.perf_counter() - began) / ticks
+    tracker = ModeTracker(calendar, windows, start_ts)
+    either_side = (middle.race.start_ts - windows.live_lead_s - 1, middle.race.start_ts)
     began = time.perf_counter()
-    for _ in range(20):
-        mode_at(calendar, middle.race.start_ts, windows)
-    boundary_s = (time.perf_counter() - began) / 20
+    for index in range(200):  # each instant lies across a boundary from the last: re-evaluated every time
+        tracker.update(either_side[index % 2])
+    boundary_s = (time.perf_counter() - began) / 200
     clock.now = float(middle.race.start_ts + 1800)
     scheduler.tick(clock.now)
     answers = 500

@@ -178,15 +178,6 @@ def settle_window(session: Session, windows: Windows) -> tuple[float, float]:
     return start, session.end_ts + windows.settle_window_s
 
 
-def ignored_live_flags(calendar: Calendar | None, now_ts: float, windows: Windows) -> list[Session]:
-    """:returns: the sessions flagged ``is_live`` whose flag does not count at ``now_ts`` (outside
-    :func:`live_flag_window`)."""
-    if calendar is None:
-        return []
-    return [s for r in calendar.rounds for s in r.sessions
-            if s.is_live and not _contains(live_flag_window(s, windows), now_ts)]
-
-
 def _is_live(session: Session, now_ts: float, windows: Windows) -> bool:
     if _contains(live_window(session, windows), now_ts):
         return True
@@ -254,6 +245,54 @@ def _boundaries(calendar: Calendar | None, windows: Windows) -> list[float]:
             if session.is_live:
                 edges.add(live_flag_window(session, windows)[1])
     return sorted(edges)
+
+
+def _reach(round_: Round, windows: Windows) -> tuple[float, float]:
+    """:returns: ``[start, end)`` covering every window of ``round_`` (weekend, live, ``is_live`` span,
+    settle), UTC unix seconds: outside it the round cannot affect the mode."""
+    spans = [weekend_window(round_, windows)]
+    for session in round_.sessions:
+        spans.append(live_flag_window(session, windows) if session.is_live else live_window(session, windows))
+        spans.append(settle_window(session, windows))
+    return min(start for start, _ in spans), max(end for _, end in spans)
+
+
+class _RoundIndex:
+    """The rounds whose windows may hold an instant, found in O(log n + k) instead of a scan.
+
+    Rounds are sorted by the start of their reach (:func:`_reach`); with the
+    running maximum of the reaches' ends, a bisect finds the last round that
+    may have begun and a walk back stops at the first point before which every
+    reach has ended. ``k`` is the number of rounds walked over: the few whose
+    reaches overlap the instant's neighbourhood.
+    """
+
+    def __init__(self, calendar: Calendar | None, windows: Windows) -> None:
+        self._calendar = calendar
+        rounds = () if calendar is None else calendar.rounds
+        reaches = sorted((_reach(r, windows), position) for position, r in enumerate(rounds))
+        self._starts = [start for (start, _), _ in reaches]
+        self._ends = [end for (_, end), _ in reaches]
+        self._positions = [position for _, position in reaches]
+        self._ends_so_far: list[float] = []
+        for end in self._ends:
+            self._ends_so_far.append(max(end, self._ends_so_far[-1]) if self._ends_so_far else end)
+        self.flagged = [s for r in rounds for s in r.sessions if s.is_live]
+
+    def around(self, now_ts: float) -> Calendar | None:
+        """:returns: the calendar cut to the rounds whose reach holds ``now_ts``, in calendar order
+        (so :func:`mode_at` over it gives the whole calendar's answer), or None without a calendar."""
+        if self._calendar is None:
+            return None
+        index = bisect.bisect_right(self._starts, now_ts) - 1
+        positions = []
+        while index >= 0 and self._ends_so_far[index] > now_ts:
+            if self._ends[index] > now_ts:
+                positions.append(self._positions[index])
+            index -= 1
+        rounds = self._calendar.rounds
+        return Calendar(self._calendar.season, tuple(rounds[p] for p in sorted(positions)),
+                        self._calendar.overrides_in_force)
 
 
 def _live_starts(calendar: Calendar | None, windows: Windows) -> list[float]:
@@ -328,11 +367,13 @@ class ModeTracker:
     """The current mode and the next window boundary, recomputed only when a boundary passes.
 
     The mode is constant between two consecutive window edges (live, settle,
-    weekend and ``is_live`` span edges), so :meth:`update` scans the calendar
-    (:func:`mode_at`) only when ``now_ts`` leaves the span between the edges
-    around the last evaluation; otherwise it costs O(1). The boundary
-    queries bisect the sorted edges, O(log n). The edges are sorted once per
-    calendar. The wall clock may step backward: any instant outside the
+    weekend and ``is_live`` span edges), so :meth:`update` evaluates the mode
+    only when ``now_ts`` leaves the span between the edges around the last
+    evaluation; otherwise it costs O(1). An evaluation looks only at the
+    rounds whose windows may hold the instant (:class:`_RoundIndex`), and the
+    boundary queries bisect the sorted edges: O(log n) each, so a tick at a
+    boundary costs about the same with 24 rounds as with 2,400. The edges
+    and the index are built once per calendar. The wall clock may step backward: any instant outside the
     cached span is simply evaluated afresh. An ``is_live`` flag found
     outside its span is warned about once per session (naming the round
     and session), not at every evaluation.
@@ -349,6 +390,7 @@ class ModeTracker:
         self._calendar = calendar
         self._edges = _boundaries(calendar, windows)
         self._live_starts = _live_starts(calendar, windows)
+        self._index = _RoundIndex(calendar, windows)
         self._span = (math.inf, -math.inf)  # [from, until) in which ``mode`` holds; empty: evaluate
         self._warned: set[tuple[int, int, str, int]] = set()  # is_live flags already warned about
         self.mode = self._evaluate(now_ts)
@@ -363,6 +405,7 @@ class ModeTracker:
         self._calendar = calendar
         self._edges = _boundaries(calendar, self.windows)
         self._live_starts = _live_starts(calendar, self.windows)
+        self._index = _RoundIndex(calendar, self.windows)
         self._span = (math.inf, -math.inf)
 
     def update(self, now_ts: float) -> Mode | None:
@@ -392,10 +435,12 @@ class ModeTracker:
         start = self._edges[index - 1] if index > 0 else -math.inf
         end = self._edges[index] if index < len(self._edges) else math.inf
         self._span = (start, end)
-        for session in ignored_live_flags(self._calendar, now_ts, self.windows):
+        for session in self._index.flagged:
+            if _contains(live_flag_window(session, self.windows), now_ts):
+                continue
             ident = (session.season, session.round, session.name, session.start_ts)
             if ident not in self._warned:
                 self._warned.add(ident)
                 logger.warning("calendar is_live flag ignored season=%d round=%d session=%s: outside its "
                                "session's live window + 3h", session.season, session.round, session.name)
-        return mode_at(self._calendar, now_ts, self.windows)
+        return mode_at(self._index.around(now_ts), now_ts, self.windows)

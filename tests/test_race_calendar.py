@@ -12,6 +12,7 @@ from scheduler_api.race_calendar import (
     SESSION_NAMES,
     Calendar,
     Mode,
+    Round,
     ModeTracker,
     Session,
     Windows,
@@ -211,3 +212,36 @@ def test_several_live_sessions_pick_the_one_started_last():
     assert mode_at(parse_calendar(body), ts(2026, 12, 4, 13, 10), W).live.name == "practice_2"
 
 
+
+
+def _overlapping_calendar() -> Calendar:
+    """Two rounds whose windows overlap: a long untimed round enclosing a short one, a flag on each."""
+    def session(round_no: int, name: str, start: int, has_time: bool = True, is_live: bool = False) -> Session:
+        end = start + (86400 if not has_time else SESSION_DURATION_S[name])
+        return Session(2030, round_no, name, start, end, has_time, is_live)
+    long_round = Round(2030, 1, "Long", (
+        session(1, "practice_1", ts(2030, 3, 1), has_time=False),
+        session(1, "qualifying", ts(2030, 3, 2), has_time=False, is_live=True),
+        session(1, "race", ts(2030, 3, 4), has_time=False)))
+    short_round = Round(2030, 2, "Short", (
+        session(2, "qualifying", ts(2030, 3, 2, 12)),
+        session(2, "race", ts(2030, 3, 3, 12), is_live=True)))
+    return Calendar(2030, (long_round, short_round))
+
+
+@pytest.mark.parametrize("windows", [W, Windows(settle_window_s=14400), Windows(86400, 3600, 0, 0, 172800)])
+@pytest.mark.parametrize("source", ["ergast-2004.json", "ergast-2024.json", "ergast-2026.json", "overlap"])
+def test_tracker_looks_at_nearby_rounds_only_and_agrees_with_a_full_scan(source, windows):
+    # The tracker evaluates the mode over the rounds whose windows may hold the instant; at every
+    # window edge and a second either side, that must be the answer a scan of the whole calendar gives.
+    calendar = _overlapping_calendar() if source == "overlap" else parse_calendar(load(source))
+    tracker = ModeTracker(calendar, windows, 0)
+    instants = []
+    edge = next_mode_change(calendar, 0, windows)
+    while edge is not None:
+        instants.extend((edge - 1, edge, edge + 1))
+        edge = next_mode_change(calendar, edge, windows)
+    assert len(instants) > 30
+    for instant in instants:
+        tracker.update(instant)
+        assert tracker.mode == mode_at(calendar, instant, windows), instant
