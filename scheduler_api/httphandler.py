@@ -4,7 +4,7 @@
 :class:`DeadlineReader` (so a head, or a body, must arrive within
 ``SCHEDULER_HTTP_TIMEOUT`` in all, not per read), hands it to the pure
 parsers of :mod:`httphead`, discards any body outside the admission lock and
-writes the answer the application computed in one ``sendall`` bounded by the
+writes the answer the application computed in one write bounded by the
 same time. What it needs from its server is :class:`HandlerHost`, which
 :class:`server.ApiServer` provides (see README, HTTP API, Limits).
 """
@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import socket
+import struct
 from http.server import BaseHTTPRequestHandler
 from typing import Any, ContextManager, Mapping, Protocol
 
@@ -107,6 +108,17 @@ def render_answer(status: int, body: dict | RawBody, headers: Mapping[str, str],
     return head + payload if with_body else head
 
 
+def set_wait(sock: socket.socket, option: int, seconds: float) -> None:
+    """Set a blocking socket's kernel timeout ``option`` (``SO_RCVTIMEO`` or ``SO_SNDTIMEO``) to ``seconds`` (> 0).
+
+    A blocking ``recv`` or ``send`` that waits longer fails with
+    ``BlockingIOError`` (EAGAIN). Rounded up to a whole microsecond: a
+    timeout of zero would mean none.
+    """
+    micros = max(1, math.ceil(seconds * 1e6))
+    sock.setsockopt(socket.SOL_SOCKET, option, struct.pack("@ll", micros // 1_000_000, micros % 1_000_000))
+
+
 class DeadlineReader(io.RawIOBase):
     """A connection's socket as a raw stream whose reads share one deadline.
 
@@ -114,12 +126,18 @@ class DeadlineReader(io.RawIOBase):
     a second would never be cut off; here each read may wait only for the
     time left until the deadline :meth:`arm` set, so a whole request head
     (or body) must arrive within the budget (give or take
-    ``TIMEOUT_SLACK_S``: the socket's timeout is only changed, a system call,
-    when it is further than that from the time left). Until armed, every
-    read fails.
-    Wrap it in ``io.BufferedReader``. Used by one connection's thread only.
+    ``TIMEOUT_SLACK_S``: the wait is only changed, a system call, when it is
+    further than that from the time left). Until armed, every read fails.
 
-    :param sock: the connected socket; it stays open when this is closed.
+    The socket stays in blocking mode and the wait is the kernel's receive
+    timeout (``SO_RCVTIMEO``), so a read is one ``recv`` system call; a
+    Python socket timeout would make it two (CPython polls before each
+    ``recv`` of a socket with a timeout), and with them two hand-overs of
+    the interpreter lock. Wrap it in ``io.BufferedReader``. Used by one
+    connection's thread only.
+
+    :param sock: the connected socket, in blocking mode (no Python timeout);
+        it stays open when this is closed.
     :param clock: its monotonic clock measures the budget.
     """
 
@@ -129,6 +147,7 @@ class DeadlineReader(io.RawIOBase):
         self._clock = clock
         self._deadline_mono = -math.inf
         self._received = 0  # bytes read over the connection's life
+        self._wait_s = math.inf  # the socket's receive timeout now, seconds (inf: none set)
 
     def arm(self, budget_s: float) -> None:
         """Start a new budget: reads from now on must finish within ``budget_s`` seconds in all."""
@@ -152,9 +171,13 @@ class DeadlineReader(io.RawIOBase):
         left_s = self._deadline_mono - self._clock.monotonic()
         if left_s <= 0:
             raise TimeoutError("the read deadline has passed")
-        if abs((self._sock.gettimeout() or math.inf) - left_s) > TIMEOUT_SLACK_S:
-            self._sock.settimeout(left_s)
-        count = self._sock.recv_into(buffer)
+        if abs(self._wait_s - left_s) > TIMEOUT_SLACK_S:
+            set_wait(self._sock, socket.SO_RCVTIMEO, left_s)
+            self._wait_s = left_s
+        try:
+            count = self._sock.recv_into(buffer)
+        except BlockingIOError:  # the receive timeout passed (EAGAIN)
+            raise TimeoutError("the read deadline has passed") from None
         self._received += count
         return count
 
@@ -327,13 +350,27 @@ class Handler(BaseHTTPRequestHandler):
                                  f"({received} of {length} bytes)") from None
 
     def _send(self, data: bytes) -> None:
-        """Write ``data`` in one ``sendall``, giving up after ``http_timeout_s`` in all.
+        """Write ``data``, giving up after ``http_timeout_s`` in all.
+
+        What fits in the socket's send buffer, nearly every answer, goes in
+        one ``send`` that never waits; the rest, for a large answer or a
+        client slow to read, with a ``sendall`` whose Python timeout bounds
+        the whole call, after which the socket is back in blocking mode (as
+        the :class:`DeadlineReader` needs it).
 
         :raises TimeoutError: when the client does not read it in time.
         """
-        if self.connection.gettimeout() != self.server.http_timeout_s:
-            self.connection.settimeout(self.server.http_timeout_s)  # sendall's timeout bounds the whole call
-        self.connection.sendall(data)
+        try:
+            sent = self.connection.send(data, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            sent = 0
+        if sent == len(data):
+            return
+        self.connection.settimeout(self.server.http_timeout_s)  # sendall's timeout bounds the whole call
+        try:
+            self.connection.sendall(memoryview(data)[sent:])
+        finally:
+            self.connection.settimeout(None)
 
     def _send_nowait(self, data: bytes) -> None:
         """Send what fits in the socket buffer now, never waiting; for a last word before closing."""

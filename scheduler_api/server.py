@@ -287,7 +287,8 @@ class ApiServer(ThreadingHTTPServer):
         """Count a request answered."""
         with self._idle:
             self._active -= 1
-            self._idle.notify_all()
+            if not self._active:  # what wait_idle waits for
+                self._idle.notify_all()
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Wait until no request is being handled, so in-flight triggers get their answer at shutdown.

@@ -98,7 +98,11 @@ class Connection:
         return None
 
     def sendall(self, data: bytes) -> None:
-        self.writes.append(data)
+        self.writes.append(bytes(data))
+
+    def send(self, data: bytes, flags: int = 0) -> int:
+        self.writes.append(bytes(data))
+        return len(data)
 
 
 class Host:
@@ -149,3 +153,43 @@ def test_body_ended_before_its_length_is_400():
     handler, connection = handle(b"GET /history HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc")
     assert b"body shorter than Content-Length (3 of 10 bytes)" in connection.writes[0]
     assert connection.writes[0].startswith(b"HTTP/1.1 400 ") and handler.close_connection is True
+
+
+def sending_handler(connection: socket.socket, http_timeout_s: float) -> Handler:
+    """A handler over a real socket, as far as :meth:`Handler._send` needs one."""
+    handler = Handler.__new__(Handler)
+    handler.server, handler.connection = Host(), connection
+    handler.server.http_timeout_s = http_timeout_s
+    return handler
+
+
+def test_answer_larger_than_the_send_buffer_arrives_whole_and_leaves_the_socket_blocking(pair):
+    # Most answers go in one send that never waits; one that does not fit is finished by a sendall
+    # bounded by the timeout, and the socket must be back in blocking mode for the next head's read.
+    server_side, client_side = pair
+    server_side.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    answer = bytes(range(256)) * 4096  # 1 MiB
+    received = bytearray()
+
+    def read_all() -> None:
+        while len(received) < len(answer):
+            received.extend(client_side.recv(65536))
+
+    reader = threading.Thread(target=read_all)
+    reader.start()
+    sending_handler(server_side, 10.0)._send(answer)
+    reader.join(10)
+    assert bytes(received) == answer
+    assert server_side.gettimeout() is None
+    deadline_reader = DeadlineReader(server_side, FakeClock(T0))
+    deadline_reader.arm(0.05)
+    with pytest.raises(TimeoutError):  # the read wait is the reader's deadline, not the send timeout
+        deadline_reader.readinto(bytearray(16))
+
+
+def test_answer_a_client_never_reads_is_given_up_after_the_timeout(pair):
+    server_side, _ = pair
+    server_side.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    with pytest.raises(TimeoutError):
+        sending_handler(server_side, 0.05)._send(b"x" * (4 << 20))
+    assert server_side.gettimeout() is None
