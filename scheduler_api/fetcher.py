@@ -260,8 +260,12 @@ class FetcherClient:
 
         :param key: what to fetch.
         :param session_name: the live session type for ``{session}``, or None.
-        :param before_send: called once the request is prepared, just before
-            it is sent (the scheduler waits there for the exact due time).
+        :param before_send: called once, when the connection is ready and
+            the request's bytes are built, just before they are written (the
+            scheduler waits there for the exact due time, so that at the due
+            time only the bytes are written); called before a failure is
+            returned when the call fails before writing anything. The
+            duration and the whole-call deadline start when it returns.
         :returns: the :class:`Outcome`.
         """
         template = self.fetch_paths[key.kind]
@@ -278,12 +282,17 @@ class FetcherClient:
             reason = cut_reason(scrub(f"bad request: {type(exc).__name__}: {exc}", secrets))
             return Outcome("failed", None, reason, 0, failure=PERMANENT, fetcher_called=False)
         call = "POST " + redact_url(prepared.path_url)
-        if before_send is not None:
-            before_send()
         started_mono = self.clock.monotonic()
+
+        def at_send() -> None:  # the connection is ready and the bytes built: wait, then they are written
+            nonlocal started_mono
+            if before_send is not None:
+                before_send()
+            started_mono = self.clock.monotonic()
+
         try:
             answer = httpcall.exchange(self.session, prepared, connect_timeout_s=self.connect_timeout_s,
-                                       deadline_s=self.timeout_s, max_bytes=MAX_ANSWER_BYTES)
+                                       deadline_s=self.timeout_s, max_bytes=MAX_ANSWER_BYTES, hold=at_send)
         except httpcall.CallError as exc:
             duration_ms = max(0, round((self.clock.monotonic() - started_mono) * 1000))
             timed_out = isinstance(exc, httpcall.CallTimeout)

@@ -31,7 +31,7 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -41,7 +41,7 @@ from urllib3.util.ssl_ import create_urllib3_context
 
 CHUNK_BYTES = 64 * 1024
 
-_calls = threading.local()  # .deadline_mono (float | None), .sent (bool): the calling thread's call
+_calls = threading.local()  # .deadline_mono (float | None), .sent (bool), .hold: the calling thread's call
 
 
 class CallError(Exception):
@@ -99,6 +99,16 @@ def _time_left_s() -> float | None:
     return None if deadline_mono is None else deadline_mono - time.monotonic()
 
 
+def _release_hold() -> None:
+    """Before the calling thread's call writes its first byte: wait in its hold, then start its deadline anew."""
+    hold = getattr(_calls, "hold", None)
+    if hold is None:
+        return
+    _calls.hold = None
+    hold()
+    _calls.deadline_mono = time.monotonic() + _calls.deadline_s
+
+
 def _bounded(timeout_s: float | None) -> float | None:
     """:returns: ``timeout_s`` shortened to the calling thread's time left; raises once none is left."""
     left_s = _time_left_s()
@@ -131,11 +141,13 @@ class _DeadlineOps:
         return super().recv_into(*args)  # type: ignore[misc]
 
     def sendall(self, *args: Any) -> None:
+        _release_hold()
         self._arm()
         super().sendall(*args)  # type: ignore[misc]
         _calls.sent = True
 
     def send(self, *args: Any) -> int:
+        _release_hold()
         self._arm()
         sent = super().send(*args)  # type: ignore[misc]
         _calls.sent = True
@@ -162,6 +174,7 @@ class DeadlineSSLSocket(_DeadlineOps, ssl.SSLSocket):
         return super().read(*args)
 
     def write(self, *args: Any) -> int:
+        _release_hold()
         self._arm()
         written = super().write(*args)
         _calls.sent = True
@@ -230,6 +243,7 @@ def exchange(
     connect_timeout_s: float,
     deadline_s: float,
     max_bytes: int,
+    hold: Callable[[], None] | None = None,
 ) -> Answer:
     """Send ``prepared`` and read its answer, all within ``deadline_s``.
 
@@ -239,29 +253,39 @@ def exchange(
     ``max_bytes`` of the body are kept; the rest is not read (the connection
     is closed).
 
+    With a ``hold``, all the work before the first byte is written (the
+    connection taken from the pool or made, the request's bytes built by
+    requests and urllib3) is done first; then ``hold`` is called, and when
+    it returns only the bytes are written: a caller that waits there for a
+    due time sends on it with nothing left to do. The deadline starts again
+    when ``hold`` returns. A call that fails before writing anything still
+    calls ``hold`` before it raises, so no answer comes back before it.
+
     :param session: a session from :func:`make_session`.
     :param prepared: the request, e.g. ``session.prepare_request(requests.Request("POST", url))``.
     :param connect_timeout_s: connect timeout, seconds.
     :param deadline_s: the whole call's deadline, seconds from now (> 0).
     :param max_bytes: how much of the body to keep, bytes.
+    :param hold: called once, just before the request's first byte is written; or None.
     :returns: the :class:`Answer`.
     :raises CallTimeout: the deadline passed; ``sent`` says whether the request went out.
     :raises NoAnswer: no HTTP answer at all (refused, reset, closed, bad URL).
     """
-    deadline_mono = time.monotonic() + deadline_s
-    _calls.deadline_mono, _calls.sent = deadline_mono, False
+    _calls.deadline_mono, _calls.deadline_s, _calls.sent = time.monotonic() + deadline_s, deadline_s, False
+    _calls.hold = hold
     try:
-        return _exchange(session, prepared, connect_timeout_s, deadline_s, deadline_mono, max_bytes)
+        return _exchange(session, prepared, connect_timeout_s, deadline_s, max_bytes)
     finally:
+        _release_hold()  # a call that never wrote a byte: its hold still comes first
         _calls.deadline_mono = None
 
 
 def _exchange(
     session: requests.Session, prepared: requests.PreparedRequest, connect_timeout_s: float,
-    deadline_s: float, deadline_mono: float, max_bytes: int,
+    deadline_s: float, max_bytes: int,
 ) -> Answer:
-    def expired() -> bool:
-        return time.monotonic() >= deadline_mono - 0.001
+    def expired() -> bool:  # the deadline in force (it starts again after the hold)
+        return time.monotonic() >= _calls.deadline_mono - 0.001
 
     def timed_out() -> CallTimeout:
         return CallTimeout(f"deadline of {deadline_s:g}s passed", bool(getattr(_calls, "sent", False)))

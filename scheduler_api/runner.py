@@ -163,9 +163,10 @@ class Runner:
     """Runs attempts: waits for the due time and a place, calls the fetcher, settles, records and logs.
 
     Every attempt passes the :class:`CallGate` (the concurrency bound). A
-    scheduled attempt takes its place once its due time came, and if every
-    place is taken it waits on its worker, ahead of waiting manual
-    triggers: it is never skipped because of the bound (the pool has a
+    scheduled attempt takes its place when it reaches its worker (up to the
+    dispatch lead before its due time, while the client prepares the
+    request), and if every place is taken it waits on its worker, ahead of
+    waiting manual triggers: it is never skipped because of the bound (the pool has a
     worker for each kind, so waiting costs no other kind its worker). A
     manual trigger takes its ticket before it runs (:meth:`ticket`), so a
     full queue refuses it before anything is called.
@@ -254,12 +255,12 @@ class Runner:
                 delay_s = attempt.due_mono - self._clock.monotonic()
                 if delay_s > 0:
                     self._release.wait(delay_s)  # set at shutdown: send at once rather than wait
-            if self._gate is not None and not placed[0]:
-                self._gate.ticket(manual=False).wait()
-                placed[0] = True
             started_ts[0] = self._clock.now_ts()
 
         try:
+            if self._gate is not None and not placed[0]:  # before the client prepares, so it never waits
+                self._gate.ticket(manual=False).wait()    # on the gate holding a connection ready to write
+                placed[0] = True
             outcome = client.sync(attempt.key, attempt.session_name, wait_for_due_time)
         except Exception as exc:
             logger.exception("sync internal error %s", attempt.key.log_fields())

@@ -273,3 +273,10 @@ def test_a_secret_where_a_long_reason_is_cut_is_masked_whole(mocked, clock):
                            3.0, 300.0, make_session(), clock)
     error = client.sync(SyncKey("rounds", 2026)).error
     assert "PATHS" not in error and "SECRET" not in error and "***" in error
+
+
+def test_the_duration_starts_when_the_request_is_written_not_while_it_waits_for_its_due_time(serve, clock):
+    server = serve(lambda conn, stop: conn.sendall(HEAD % 16 + b'{"success":true}'))
+    client = FetcherClient(f"http://127.0.0.1:{server.port}", Config().fetch_paths, 3.0, 30.0, make_session(), clock)
+    outcome = client.sync(SyncKey("seasons"), before_send=lambda: clock.advance(40.0))  # waited 40 s for its slot
+    assert outcome.ok and outcome.duration_ms < 40_000

@@ -5,11 +5,15 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import types
 
 import pytest
 import requests
 
+from scheduler_api import httpcall
 from scheduler_api.httpcall import CallTimeout, NoAnswer, exchange, is_loopback, make_session
+
+from harness import wait_for
 
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
 
@@ -25,6 +29,7 @@ class RawServer:
         self.port = self.sock.getsockname()[1]
         self.stop = threading.Event()
         self.requests: list[bytes] = []
+        self.connections = 0  # accepted so far
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -33,6 +38,7 @@ class RawServer:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
+            self.connections += 1
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
@@ -80,10 +86,11 @@ def trickle(data: bytes, every_s: float):
     return behave
 
 
-def call(url: str, deadline_s: float, max_bytes: int = 1 << 20, method: str = "POST", session=None):
+def call(url: str, deadline_s: float, max_bytes: int = 1 << 20, method: str = "POST", session=None, hold=None):
     session = session or make_session(trust_env=False)
     prepared = session.prepare_request(requests.Request(method, url))
-    return exchange(session, prepared, connect_timeout_s=3.0, deadline_s=deadline_s, max_bytes=max_bytes)
+    return exchange(session, prepared, connect_timeout_s=3.0, deadline_s=deadline_s, max_bytes=max_bytes,
+                    hold=hold)
 
 
 def test_a_trickled_body_is_cut_off_at_the_deadline(serve):
@@ -222,3 +229,37 @@ def test_a_trickled_body_over_tls_is_cut_off_at_the_deadline(serve):
     finally:
         stop.set()
         listener.close()
+
+
+def test_a_hold_comes_once_the_connection_is_made_and_before_any_byte_is_written(serve):
+    server = serve(lambda conn, stop: conn.sendall(HEAD % 2 + b"{}"))
+    seen = []
+
+    def hold() -> None:  # where the scheduler waits for the due time: only the write is left
+        wait_for(lambda: server.connections == 1, what="the connection")
+        seen.append(list(server.requests))
+
+    answer = call(server.url("/fetch/rounds"), deadline_s=5, hold=hold)
+    assert seen == [[]]  # connected, nothing sent yet
+    assert answer.status == 200 and server.requests[0].startswith(b"POST /fetch/rounds HTTP/1.1\r\n")
+
+
+def test_the_deadline_starts_again_when_the_hold_returns(serve, monkeypatch):
+    server = serve(lambda conn, stop: conn.sendall(HEAD % 2 + b"{}"))
+    offset_s = [0.0]
+    monkeypatch.setattr(httpcall, "time", types.SimpleNamespace(monotonic=lambda: time.monotonic() + offset_s[0]))
+
+    def hold() -> None:  # a hold as long as the whole deadline: the call itself still has all of it
+        offset_s[0] += 10.0
+
+    assert call(server.url(), deadline_s=5, hold=hold).status == 200
+
+
+def test_a_call_that_fails_before_writing_still_holds_first():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    holds = []
+    with pytest.raises(NoAnswer):
+        call(f"http://127.0.0.1:{port}/x", deadline_s=2, hold=lambda: holds.append("held"))
+    assert holds == ["held"]  # so a refused call is not reported before its due time

@@ -10,6 +10,7 @@ from scheduler_api.runner import Attempt, Flights, Runner, Settled, SyncWork
 from scheduler_api.state import ScheduleView, State
 
 from conftest import FakeClock
+from harness import wait_for
 
 KEY = SyncKey("rounds", 2026)
 
@@ -136,3 +137,32 @@ def test_call_gate_hands_places_to_scheduled_syncs_first_then_manual_triggers_in
         gate.release()
     assert gate.counts() == (0, 0)
     first.wait(), second.wait()
+
+
+def test_a_scheduled_attempt_takes_its_place_before_its_client_prepares_the_call():
+    # The client builds the request and readies the connection before the due time, then waits in
+    # before_send; the place at the gate must be taken before that, so the client never sits on a
+    # connection ready to write while it waits for a place (a fetcher's keep-alive may close it).
+    from scheduler_api.call_gate import CallGate
+
+    clock = FakeClock(1_700_000_000)
+    gate = CallGate(limit=1, max_waiting=1)
+    state = State()
+    runner = Runner(clock, state, None, None, lambda a, o, m, t: Settled(True, None, ScheduleView()), gate=gate)
+    held = gate.ticket(manual=True)  # the only place, taken by a trigger in flight
+    held.wait()
+    prepared = threading.Event()
+
+    class PreparingClient(FakeClient):
+        def sync(self, key, session_name=None, before_send=None):
+            prepared.set()
+            return super().sync(key, session_name, before_send)
+
+    worker = threading.Thread(target=runner.run, args=(PreparingClient(clock), Attempt(
+        KEY, None, "schedule", 1, Flights().start(KEY), due_mono=clock.mono)))
+    worker.start()
+    wait_for(lambda: gate.counts() == (1, 1), what="the attempt waiting for its place")
+    assert not prepared.is_set()  # waiting for its place, nothing prepared
+    gate.release()
+    worker.join(5)
+    assert prepared.is_set() and gate.counts() == (0, 0)

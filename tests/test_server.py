@@ -242,6 +242,7 @@ def test_at_the_limit_a_new_connection_takes_the_slot_of_the_longest_idle_one(se
     for conn in held:
         conn.request("GET", "/health")
         assert conn.getresponse().read()  # kept alive and idle: each holds a slot
+        wait_for(lambda: server.slots.idle == held.index(conn) + 1, what="the handler waiting for its next head")
     oldest = held[0].sock
 
     assert timed_get(port, "/health")[1] == 200  # not refused: the longest idle connection made room
