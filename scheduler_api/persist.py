@@ -26,6 +26,8 @@ __all__ = ["STATE_VERSION", "Persister", "StateFile", "StateFileError", "StateLo
 logger = logging.getLogger(__name__)
 
 MAX_STATE_BYTES = 64 * 1024 * 1024  # 500 records and an 8 MiB calendar are far less; more is not ours
+#: Least time between two state file writes, seconds: a burst of changes is written once (see Persister).
+SAVE_MIN_GAP_S = 1.0
 
 
 class StateLockedError(Exception):
@@ -234,15 +236,23 @@ class Persister:
     errors are logged, never raised: a full disk must not stop syncing, and
     the change stays pending for the next save.
 
+    Writes are at least ``min_gap_s`` apart: changes asked to be saved
+    within that gap of a write are saved together when it ends (so a daemon
+    syncing many times a second writes once a second, not once a sync, and
+    its file writes stay out of the way of its due times). A stop saves at
+    once. A crash loses at most the changes of the last ``min_gap_s``.
+
     All methods are thread-safe.
 
     :param state: the in-memory state to save.
     :param state_file: where to save it.
+    :param min_gap_s: least time between two writes by :meth:`run`, seconds (README, State file).
     """
 
-    def __init__(self, state: State, state_file: StateFile) -> None:
+    def __init__(self, state: State, state_file: StateFile, min_gap_s: float = SAVE_MIN_GAP_S) -> None:
         self._state = state
         self._file = state_file
+        self._min_gap_s = min_gap_s
         self._lock = threading.Lock()  # guards _saved_revision
         self._write_lock = threading.Lock()  # one write at a time
         self._saved_revision = 0
@@ -263,6 +273,7 @@ class Persister:
                 logger.exception("persister error")
             if stopping:
                 return
+            self._stopping.wait(self._min_gap_s)  # the gap between writes; a stop ends it at once
 
     def stop(self) -> None:
         """Make :meth:`run` save once more and return; returns at once."""

@@ -577,3 +577,35 @@ def test_last_failure_of_each_kind_is_kept_and_survives_a_restart(path, clock):
         assert snap.last_failures["rounds"] == record("rounds", 1, "failed")
         assert snap.last_failures["standings"].error == "no answer: read timeout after 300s"
         assert snap.last_failures["seasons"] is None and snap.last_failures["results"] is None
+
+
+def test_saves_asked_within_the_gap_of_a_write_are_written_together_and_a_stop_writes_at_once(path, clock):
+    # A daemon syncing many times a second asks for a save after each sync; the persister writes
+    # at most once per gap, so its file writes stay out of the way of the due times.
+    state_file = StateFile(path, clock)
+    state = State(state_file.load())
+    writes: list[bytes] = []
+    written = threading.Event()
+    real_write = state_file.write
+
+    def write(payload: bytes) -> None:
+        real_write(payload)
+        writes.append(payload)
+        written.set()
+
+    state_file.write = write
+    persister = Persister(state, state_file, min_gap_s=3600)
+    thread = threading.Thread(target=persister.run)
+    thread.start()
+    state.record(record("rounds", 0), counts_as_last_sync=True)
+    state.save_soon()
+    assert written.wait(5)
+    written.clear()
+    for n in (1, 2, 3):  # three syncs within the gap
+        state.record(record("rounds", n), counts_as_last_sync=True)
+        state.save_soon()
+    assert not written.wait(0.2)  # not written while the gap lasts
+    persister.stop()
+    thread.join(5)
+    assert not thread.is_alive() and len(writes) == 2
+    assert json.loads(writes[-1])["last_syncs"]["rounds"] == T0 + 3
