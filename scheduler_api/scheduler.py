@@ -25,7 +25,7 @@ from .call_gate import Busy, CallGate
 from .runner import Attempt, Executor, Flights, Runner, Settled
 from .schedule_view import schedule_view
 from .state import ScheduleView, State
-from .timetable import TIMEOUT, CLOCK_JUMP_TOLERANCE_S, DueHeap, DueKey, KindTimetable, WallClockWatch, failure_class
+from .timetable import TIMEOUT, CLOCK_JUMP_TOLERANCE_S, DueHeap, DueKey, HandOver, KindTimetable, WallClockWatch, failure_class
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class Scheduler:
     :param calendar_source: where to refresh the calendar from, or None to keep what ``state`` holds.
     :param health: fetcher connectivity, told of every exchange, or None.
     :param wake: called when the next wake-up may have moved (the ticker's ``wake``), or None.
-    :param dispatch_lead_s: how early a due sync is handed to a worker, seconds (see :meth:`_lead_s`).
+    :param dispatch_lead_s: how early a due sync is handed to a worker, seconds (see :class:`~scheduler_api.timetable.HandOver`).
     """
 
     def __init__(
@@ -77,14 +77,14 @@ class Scheduler:
         wake: Callable[[], None] | None = None,
         dispatch_lead_s: float = 0.0,
     ) -> None:
-        # 14 attributes: the six collaborators the timetable needs, the lock, and one each for
-        # the heap, the kinds, the flights, the modes, the clock watch and the calendar refresh.
+        # 14 attributes: five collaborators the timetable needs, the lock, and one each for the hand-over,
+        # the heap, the kinds, the flights, the runner, the modes, the clock watch and the calendar refresh.
         self._config = config
         self._state = state
         self._clock = clock
         self._rng = rng
         self._wake = wake if wake is not None else _nothing
-        self._dispatch_lead_s = dispatch_lead_s
+        self._handover = HandOver(dispatch_lead_s)
         self._lock = threading.Lock()
         self._heap = DueHeap()
         self._kinds = {kind: KindTimetable(kind, index=i, stagger_s=config.stagger_s) for i, kind in enumerate(KINDS)}
@@ -187,8 +187,9 @@ class Scheduler:
                 # Shows the syncs just handed over as in flight. When all of them finished
                 # already (an inline executor), each published a newer view itself.
                 view = self._view(now_mono, now_ts)
+            self._handover.handed((attempt.due_mono for attempt in attempts), now_mono)
             next_due = self._heap.next_due_mono()
-            candidates = [] if next_due is None else [next_due - self._lead_s()]
+            candidates = [] if next_due is None else [self._handover.wake_at(next_due - self._lead_s(), now_mono)]
             change_ts = self._modes.next_change_ts(now_ts)
             if change_ts is not None:
                 candidates.append(now_mono + (change_ts - now_ts))
@@ -203,7 +204,7 @@ class Scheduler:
         """
         attempts: list[Attempt] = []
         refresh = False
-        for entry in self._heap.pop_due(now_mono + self._lead_s()):
+        for entry in self._heap.pop_due(now_mono + self._handover.horizon_s(self._lead_s())):
             if entry.key == _CALENDAR:
                 refresh = self._refresh.begin() or refresh
                 continue
@@ -335,18 +336,8 @@ class Scheduler:
         return None
 
     def _lead_s(self) -> float:
-        """How early a due sync is handed to a worker, which then waits for the exact due time.
-
-        The worker prepares the request meanwhile, so the wake-up and hand-off
-        of the ticker are off the path between due time and send. At most a
-        quarter of the shortest interval, so the overlap check stays meaningful.
-
-        :returns: the lead, seconds (0.0 when ``dispatch_lead_s`` is 0, as in tests and ``plan``).
-        """
-        if not self._dispatch_lead_s:
-            return 0.0
-        intervals = [kt.interval_s for kt in self._kinds.values() if kt.interval_s]
-        return min([self._dispatch_lead_s] + [interval_s / 4 for interval_s in intervals])
+        """:returns: how early a due sync is handed to a worker, seconds (see :class:`HandOver`)."""
+        return self._handover.lead(kt.interval_s for kt in self._kinds.values() if kt.interval_s)
 
     def _collect(self, kind: str, number: int, now_ts: float, due_mono: float, attempts: list[Attempt]) -> None:
         key = self._scheduled_key(kind, now_ts)

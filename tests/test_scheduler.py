@@ -15,6 +15,7 @@ import responses
 from scheduler_api.calendar_source import CalendarSource
 from scheduler_api.fetcher import SyncKey
 from scheduler_api.runner import Flight
+from scheduler_api.timetable import HANDOVER_GUARD_S
 from scheduler_api.scheduler import Scheduler
 from scheduler_api.state import State
 
@@ -700,3 +701,25 @@ def test_no_calendar_refresh_starts_or_is_logged_after_shutdown_begins(harness, 
         h.run_until(clock.mono + 2 * 3600)  # and the hourly refresh falls due
     assert len(source.loads) == loads
     assert "calendar refreshed" not in caplog.text
+
+
+def test_a_hand_over_never_falls_on_the_due_time_of_a_sync_handed_over_before(recorder, clock, rng, config):
+    # seasons and rounds every 100 ms, rounds' grid 25 ms after seasons' (STAGGER=25ms), a 25 ms lead:
+    # each rounds hand-over would fall on a seasons due time, where it would hold up that send.
+    fast = dataclasses.replace(config, seasons_interval_s=0.1, rounds_interval_off_season_s=0.1,
+                               standings_interval_off_season_s=3600.0, stagger_s=0.025)
+    scheduler, state, executor = deferred_scheduler(fast, clock, rng, dispatch_lead_s=0.025)
+    scheduler.start()
+    scheduler.release()  # the handed-over syncs are sent at once when run: the fake clock does not move
+    handed: list[float] = []
+    wakes: list[float] = []
+    wake = scheduler.tick(clock.mono)
+    for _ in range(60):
+        handed += [work.attempt.due_mono for work in executor.queue if work.attempt.due_mono is not None]
+        executor.run_all()
+        clock.advance(wake - clock.mono)
+        wakes.append(wake)
+        wake = scheduler.tick(clock.mono)
+    too_close = [(w, d) for w in wakes for d in handed if d - HANDOVER_GUARD_S < w < d + HANDOVER_GUARD_S]
+    assert len(handed) > 40 and too_close == []
+    assert len(recorder.times("seasons")) > 20 and len(recorder.times("rounds")) > 20  # each on its grid

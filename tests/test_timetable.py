@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from scheduler_api.fetcher import Outcome
 from scheduler_api.timetable import (
     DueHeap,
     DueKey,
+    HANDOVER_GUARD_S,
+    HandOver,
     KindTimetable,
     WallClockWatch,
     next_slot,
@@ -102,3 +106,16 @@ def test_wall_clock_watch_reports_net_forward_jumps_only():
     assert watch.forward_s(20.0, 921.0) == 0.0  # stepped back 100 s: debt
     assert watch.forward_s(30.0, 1031.0) == 0.0  # forward 100 s repays the debt
     assert watch.forward_s(40.0, 4641.0) == 3600.0
+
+
+def test_hand_over_moves_before_a_pending_due_time_it_would_fall_on():
+    handover = HandOver(0.05)
+    assert handover.lead([30.0, 0.1]) == pytest.approx(0.025)  # at most a quarter of the shortest interval
+    assert handover.horizon_s(0.025) == pytest.approx(0.025 + 2 * HANDOVER_GUARD_S)
+    handover.handed([100.0, 100.003, None], now_mono=99.98)  # two syncs waiting for 100.000 and 100.003
+    assert handover.wake_at(99.99, 99.98) == 99.99  # clear of both
+    assert handover.wake_at(100.0005, 99.98) == pytest.approx(100.0 - HANDOVER_GUARD_S)
+    # moved before 100.003, it would land on 100.000: moved before that one too
+    assert handover.wake_at(100.003, 99.98) == pytest.approx(100.0 - HANDOVER_GUARD_S)
+    assert handover.wake_at(100.0005, 100.0002) == 100.0005  # 100.000 is sent: no longer in the way
+    assert HandOver(0.0).lead([0.1]) == 0.0 and HandOver(0.0).horizon_s(0.0) == 0.0
