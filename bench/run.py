@@ -13,9 +13,10 @@ APScheduler (one ``requests.Session`` per job); HTTP throughput of our
 connections); fire accuracy of ours and APScheduler while wrk hammers their
 /status; idle CPU, wake-ups and peak RSS; then, in-process, the cost of a
 tick and of a /status answer as the calendar and history grow, and the
-speed of ``plan`` (``costs.py``). It prints one table with the ratios
-ours/floor and ours/peer and a verdict per goal. About four minutes; never
-part of the tests.
+speed of ``plan`` (``costs.py``). Fire accuracy and HTTP are measured in
+rounds, each scheduler or server in turn. It prints one table with the
+ratios ours/floor and ours/peer and a verdict per goal. About four and a
+half minutes; never part of the tests.
 """
 
 from __future__ import annotations
@@ -36,21 +37,28 @@ sys.path.insert(0, HERE)
 from budget import budget, render as render_budget  # noqa: E402
 from costs import growth, plan_timing  # noqa: E402
 from measure import (  # noqa: E402
-    Accuracy, HttpResult, fire_accuracy, have_wrk, peak_rss_mb, proc_sample, run_wrk,
+    Accuracy, Arrivals, HttpResult, fire_accuracy, have_wrk, median_http, peak_rss_mb, proc_sample, run_wrk,
 )
 from peers import StandIn, aps_peer, bare_server, daemon, floor_peer, write_calendar  # noqa: E402
 from table import Table, cost_rows, fire_rows  # noqa: E402
 
-LOAD_WARM_UP_S = 2.0  # seconds of wrk before a window under load opens
+LOAD_WARM_UP_S = 4.0  # seconds of wrk before a window under load opens (its 50 connections' start-up settles)
 INTERVALS_S = {"rounds": 0.1, "results": 0.1, "standings": 0.25}
 
 
-def accuracy_run(standin: StandIn, start, run_s: float, load_path: str | None) -> tuple[Accuracy, HttpResult | None]:
-    """Run a scheduler for ``run_s``, optionally under wrk on ``load_path``; score the window after 2 s warm-up.
+def accuracy_run(standin: StandIn, start, run_s: float,
+                 load_path: str | None) -> tuple[Arrivals, tuple[float, float], HttpResult | None]:
+    """Run a scheduler for ``run_s``, optionally under wrk on ``load_path``; its window opens after 2 s warm-up.
 
     Under load, wrk starts before the window and the window opens once wrk
     has had ``LOAD_WARM_UP_S`` to open its connections: it measures the
-    scheduler under steady load, not while 50 connections are being set up.
+    scheduler under steady load, not while 50 connections are being set up
+    (in the first two to three seconds after 50 connections open at once,
+    calls of both schedulers are sometimes tens of milliseconds late; see
+    bench/README.md). A run under load lasts that much longer, so its
+    window is as long as one without.
+
+    :returns: the arrivals, the window ``(start, end)`` (monotonic seconds) and wrk's result under load.
     """
     with start() as (_proc, url):
         standin.dump()
@@ -58,11 +66,12 @@ def accuracy_run(standin: StandIn, start, run_s: float, load_path: str | None) -
         load: HttpResult | None = None
         if load_path is not None:
             result: dict[str, HttpResult] = {}
-            loader = threading.Thread(target=lambda: result.update(http=run_wrk(url + load_path, int(run_s))))
+            wrk_s = int(run_s - 2 + LOAD_WARM_UP_S + 1)
+            loader = threading.Thread(target=lambda: result.update(http=run_wrk(url + load_path, wrk_s)))
             loader.start()
             time.sleep(LOAD_WARM_UP_S)
             w0 = time.monotonic()
-            time.sleep(run_s - LOAD_WARM_UP_S - 1.0)
+            time.sleep(run_s - 2)
             w1 = time.monotonic()
             loader.join()
             load = result["http"]
@@ -72,7 +81,26 @@ def accuracy_run(standin: StandIn, start, run_s: float, load_path: str | None) -
             w1 = time.monotonic()
         time.sleep(0.3)
         calls = standin.dump()
-    return fire_accuracy(calls, INTERVALS_S, (w0, w1)), load
+    return calls, (w0, w1), load
+
+
+def accuracy_rounds(standin: StandIn, starts: dict, args: argparse.Namespace, load_path: str | None,
+                    say) -> dict[str, tuple[Accuracy, HttpResult | None]]:
+    """Fire accuracy of each scheduler in ``starts`` over ``args.rounds`` rounds, taken in turn.
+
+    :returns: name -> (the accuracy pooled over its runs, wrk's median result under load or None).
+    """
+    runs: dict[str, list] = {name: [] for name in starts}
+    loads: dict[str, list[HttpResult]] = {name: [] for name in starts}
+    for number in range(args.rounds):
+        for name, start in starts.items():
+            say(f"fire accuracy{' under HTTP load' if load_path else ''}: {name}, round {number + 1}")
+            calls, window, load = accuracy_run(standin, start, args.run_s, load_path)
+            runs[name].append((calls, window))
+            if load is not None:
+                loads[name].append(load)
+    return {name: (fire_accuracy(runs[name], INTERVALS_S), median_http(loads[name]) if loads[name] else None)
+            for name in starts}
 
 
 def idle_run(pids: dict[str, int], seconds: float) -> dict[str, dict[str, float]]:
@@ -99,23 +127,26 @@ def measure_all(args: argparse.Namespace, say) -> dict:
     fig: dict = {}
     ours = lambda hour_intervals=False: daemon(tmp, standin, calendar, hour_intervals)  # noqa: E731
     try:
-        for name, start in (("ours", ours), ("floor", lambda: floor_peer(standin, season)),
-                            ("aps", lambda: aps_peer(standin, season))):
-            say(f"fire accuracy: {name}")
-            fig[name], _ = accuracy_run(standin, start, args.run_s, None)
+        fire = accuracy_rounds(standin, {"ours": ours, "floor": lambda: floor_peer(standin, season),
+                                         "aps": lambda: aps_peer(standin, season)}, args, None, say)
+        for name, (accuracy, _) in fire.items():
+            fig[name] = accuracy
         say("idle and HTTP: scheduler_api and the bare server, hour-long intervals")
         with ours(True) as (ours_proc, ours_url), bare_server() as (bare_proc, bare_url):
             time.sleep(3.0)
             fig["idle"] = idle_run({"ours": ours_proc.pid, "bare": bare_proc.pid}, args.idle_s)
-            fig["http"] = {}
-            for name, url in (("ours", ours_url), ("bare", bare_url)):
-                for path in ("/health", "/status"):
-                    say(f"wrk {name} {path}")
-                    fig["http"][name, path] = run_wrk(url + path, args.http_s)
+            results: dict[tuple[str, str], list[HttpResult]] = {}
+            for number in range(args.http_rounds):  # in turn, so a busy moment does not hit one side only
+                for name, url in (("ours", ours_url), ("bare", bare_url)):
+                    for path in ("/health", "/status"):
+                        say(f"wrk {name} {path}, round {number + 1}")
+                        results.setdefault((name, path), []).append(run_wrk(url + path, args.http_s))
+            fig["http"] = {key: median_http(runs) for key, runs in results.items()}
             fig["rss_after_load"] = {"ours": peak_rss_mb(ours_proc.pid), "bare": peak_rss_mb(bare_proc.pid)}
-        for name, start in (("ours", ours), ("aps", lambda: aps_peer(standin, season))):
-            say(f"fire accuracy under HTTP load: {name}")
-            fig[name + "_load"], fig[name + "_load_http"] = accuracy_run(standin, start, args.run_s, "/status")
+        loaded = accuracy_rounds(standin, {"ours": ours, "aps": lambda: aps_peer(standin, season)}, args,
+                                 "/status", say)
+        for name, (accuracy, load) in loaded.items():
+            fig[name + "_load"], fig[name + "_load_http"] = accuracy, load
     finally:
         standin.close()
     say("cost growth: tick and /status with 24, 240 and 2,400 rounds; plan")
@@ -170,8 +201,12 @@ def build_table(fig: dict) -> Table:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run-s", type=float, default=22.0, help="seconds per fire-accuracy run (default 22)")
-    parser.add_argument("--http-s", type=int, default=8, help="seconds per wrk run (default 8)")
+    parser.add_argument("--run-s", type=float, default=12.0, help="seconds per fire-accuracy run (default 12)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="fire-accuracy runs per scheduler, taken in turn and pooled (default 2)")
+    parser.add_argument("--http-s", type=int, default=4, help="seconds per wrk run (default 4)")
+    parser.add_argument("--http-rounds", type=int, default=3,
+                        help="wrk runs per server and path, taken in turn; the median counts (default 3)")
     parser.add_argument("--idle-s", type=float, default=30.0, help="seconds of idle measurement (default 30)")
     parser.add_argument("--json", metavar="FILE", help="also write the raw figures as JSON")
     parser.add_argument("--accuracy-only", action="store_true",
@@ -188,9 +223,11 @@ def main() -> int:
     logging.disable(logging.WARNING)  # the budget's simulated failures would log one line each
     print("\n" + render_budget(budget()))
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    print(f"\nfire accuracy: {args.run_s - 2:.0f} s windows after 2 s warm-up; HTTP: wrk 2 threads, 50 connections, "
-          f"{args.http_s} s per run; idle: {args.idle_s:.0f} s; under load: windows open {LOAD_WARM_UP_S:.0f} s after "
-          f"wrk starts; APScheduler under load shares its process with the bare server, which wrk hammers")
+    print(f"\nfire accuracy: {args.rounds} rounds of one run per scheduler in turn, {args.run_s - 2:.0f} s windows "
+          f"after 2 s warm-up, pooled; HTTP: wrk 2 threads, 50 connections, {args.http_rounds} rounds of "
+          f"{args.http_s} s per server and path in turn, medians; idle: {args.idle_s:.0f} s; under load: "
+          f"windows open {LOAD_WARM_UP_S:.0f} s after wrk starts; APScheduler under load shares its process "
+          f"with the bare server, which wrk hammers")
     print(f"machine: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"HTTP load by {fig['http']['ours', '/health'].tool}; took {time.monotonic() - started:.0f} s")
     if args.json:
@@ -206,11 +243,12 @@ def accuracy_only(args: argparse.Namespace) -> int:
     season = write_calendar(calendar, time.time())
     standin = StandIn()
     try:
-        for name, start in (("ours", lambda: daemon(tmp, standin, calendar, False)),
-                            ("floor", lambda: floor_peer(standin, season)),
-                            ("APScheduler", lambda: aps_peer(standin, season))):
-            acc, _ = accuracy_run(standin, start, args.run_s, None)
-            print(f"{name}: {acc}")
+        fire = accuracy_rounds(standin, {"ours": lambda: daemon(tmp, standin, calendar, False),
+                                         "floor": lambda: floor_peer(standin, season),
+                                         "APScheduler": lambda: aps_peer(standin, season)}, args, None,
+                               lambda text: None)
+        for name, (accuracy, _) in fire.items():
+            print(f"{name}: {accuracy}")
     finally:
         standin.close()
     return 0
