@@ -26,7 +26,7 @@ from .metrics import Readings
 from .metrics import render as render_metrics
 from .call_gate import BUSY_RETRY_AFTER_S, Busy
 from .scheduler import Scheduler
-from .state import State
+from .state import Snapshot, State
 from .ticker import TickerHealth
 
 HISTORY_DEFAULT_LIMIT = 50
@@ -298,12 +298,12 @@ class App:
             body["note"] = "no race calendar loaded: running in off-season mode"
         return 200, body
 
-    def stale_kinds(self) -> list[str]:
-        """:returns: kinds whose last success (or, never synced, the start-up) is older than three current intervals.
+    def stale_kinds(self, snap: Snapshot) -> list[str]:
+        """:param snap: the state now (its last syncs and schedule).
+        :returns: kinds whose last success (or, never synced, the start-up) is older than three current intervals.
 
         A paused kind is never stale.
         """
-        snap = self.state.snapshot(history=False)
         now_ts = self.clock.now_ts()
         stale = []
         for kind in KINDS:
@@ -325,8 +325,9 @@ class App:
         now_mono = self.clock.monotonic()
         running = self.ticker_alive() and (self.ticker_health is None or self.ticker_health(now_mono).ok)
         connected = self.health.connected()
-        stale = self.stale_kinds()
-        failing = list(self.state.snapshot(history=False).failing)
+        snap = self.state.snapshot(history=False)  # one copy for both answers
+        stale = self.stale_kinds(snap)
+        failing = list(snap.failing)
         if not running:
             status, code = "unhealthy", 503
         elif connected is False or stale or failing:
