@@ -15,8 +15,8 @@ connections); fire accuracy of ours and APScheduler while wrk hammers their
 tick and of a /status answer as the calendar and history grow, and the
 speed of ``plan`` (``costs.py``). Fire accuracy and HTTP are measured in
 rounds, each scheduler or server in turn. It prints one table with the
-ratios ours/floor and ours/peer and a verdict per goal. About four and a
-half minutes; never part of the tests.
+ratios ours/floor and ours/peer and a verdict per goal. About five
+minutes; never part of the tests.
 """
 
 from __future__ import annotations
@@ -204,7 +204,9 @@ def main() -> int:
     parser.add_argument("--run-s", type=float, default=12.0, help="seconds per fire-accuracy run (default 12)")
     parser.add_argument("--rounds", type=int, default=2,
                         help="fire-accuracy runs per scheduler, taken in turn and pooled (default 2)")
-    parser.add_argument("--http-s", type=int, default=4, help="seconds per wrk run (default 4)")
+    parser.add_argument("--http-s", type=int, default=10,
+                        help="seconds per wrk run (default 10: shorter runs measure the start-up of wrk's "
+                             "50 new connections more than the steady state)")
     parser.add_argument("--http-rounds", type=int, default=3,
                         help="wrk runs per server and path, taken in turn; the median counts (default 3)")
     parser.add_argument("--idle-s", type=float, default=30.0, help="seconds of idle measurement (default 30)")
