@@ -259,10 +259,11 @@ class Persister:
         self._stopping = threading.Event()
 
     def run(self) -> None:
-        """Save after each :meth:`State.save_soon` (persister thread only); returns after :meth:`stop`.
+        """Save after :meth:`State.save_soon` (persister thread only); returns after :meth:`stop`.
 
-        A burst of requests during one write costs one more write, not one
-        each. An unexpected error is logged and the loop carries on.
+        After each write it waits ``min_gap_s`` (cut short by :meth:`stop`);
+        every save asked for meanwhile is covered by one write after it. An
+        unexpected error is logged and the loop carries on.
         """
         while True:
             self._state.wait_for_save()
