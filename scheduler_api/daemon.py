@@ -18,7 +18,6 @@ import os
 import random
 import signal
 import socket
-import sys
 import threading
 from typing import TYPE_CHECKING, Callable, Mapping
 
@@ -33,6 +32,7 @@ from .httpcall import is_loopback
 from .journal import Notifier, setup_logging, watchdog_interval_s
 from .persist import Persister, StateFile, StateFileError, StateLockedError
 from .plan import iso
+from .runner import FastSwitching
 from .scheduler import Scheduler
 from .server import ApiServer
 from .signals import SignalPipe
@@ -46,7 +46,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("scheduler_api")
 
 # A worker waking at a due time must get the interpreter lock quickly even while HTTP handlers are
-# busy: with the default 5 ms switch interval every hand-off under load costs up to 5 ms (see README, Benchmark).
+# busy: with the default 5 ms switch interval every hand-off under load costs up to 5 ms. The interval
+# is this short only while a sync waits for its due time (runner.FastSwitching; see README, Design).
 SWITCH_INTERVAL_S = 0.001
 DISPATCH_LEAD_S = 0.05  # due syncs reach a worker this early and are sent at the due time
 WORKERS = 6  # four kinds, a calendar refresh and a health probe: nothing queues behind a hanging sync
@@ -70,12 +71,12 @@ class StartError(Exception):
 
 
 def setup_process(config: Config, environ: Mapping[str, str]) -> None:
-    """Process-wide settings for a daemon: logging, the switch interval, logging of thread crashes.
+    """Process-wide settings for a daemon: logging, logging of thread crashes.
 
     Kept apart from :func:`build_daemon` so that tests can build a daemon
-    without changing their own process's logging.
+    without changing their own process's logging. (The switch interval is
+    shortened only while a sync waits for its due time: :class:`FastSwitching`.)
     """
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
     setup_logging(config.log_level, environ)
     threading.excepthook = _log_thread_crash  # else a traceback reaches the journal unprefixed, at info
 
@@ -345,6 +346,7 @@ def _build(config: Config, environ: Mapping[str, str], standin: FetcherStandIn |
         calendar_source=CalendarSource(config.calendar_url, config.calendar_file, timeout_s=config.calendar_timeout_s,
                                        overrides=load_overrides(config.calendar_overrides)),
         health=health, wake=ticker.wake, dispatch_lead_s=DISPATCH_LEAD_S,
+        switching=FastSwitching(SWITCH_INTERVAL_S),
     )
     ticker_thread = threading.Thread(target=ticker.run, args=(scheduler.tick,), name="ticker", daemon=True)
     from . import __version__  # noqa: PLC0415 - a metadata lookup: the daemon only

@@ -22,7 +22,7 @@ from .fetcher import Outcome, SyncClient, SyncKey
 from .health import FetcherHealth
 from .race_calendar import Mode, ModeTracker, Windows, latest_round
 from .call_gate import Busy, CallGate
-from .runner import Attempt, Executor, Flights, Runner, Settled
+from .runner import Attempt, Executor, FastSwitching, Flights, Runner, Settled
 from .schedule_view import schedule_view
 from .state import ScheduleView, State
 from .timetable import TIMEOUT, CLOCK_JUMP_TOLERANCE_S, DueHeap, DueKey, HandOver, KindTimetable, WallClockWatch, failure_class
@@ -62,6 +62,7 @@ class Scheduler:
     :param health: fetcher connectivity, told of every exchange, or None.
     :param wake: called when the next wake-up may have moved (the ticker's ``wake``), or None.
     :param dispatch_lead_s: how early a due sync is handed to a worker, seconds (see :class:`~scheduler_api.timetable.HandOver`).
+    :param switching: shortens the interpreter's switch interval while a sync waits for its due time, or None.
     """
 
     def __init__(
@@ -76,6 +77,7 @@ class Scheduler:
         health: FetcherHealth | None = None,
         wake: Callable[[], None] | None = None,
         dispatch_lead_s: float = 0.0,
+        switching: FastSwitching | None = None,
     ) -> None:
         # 14 attributes: five collaborators the timetable needs, the lock, and one each for the hand-over,
         # the heap, the kinds, the flights, the runner, the modes, the clock watch and the calendar refresh.
@@ -90,7 +92,7 @@ class Scheduler:
         self._kinds = {kind: KindTimetable(kind, index=i, stagger_s=config.stagger_s) for i, kind in enumerate(KINDS)}
         self._flights = Flights()
         gate = CallGate(config.fetcher_max_concurrency)
-        self._runner = Runner(clock, state, executor, client_factory, self._settle, health, gate)
+        self._runner = Runner(clock, state, executor, client_factory, self._settle, health, gate, switching)
         windows = Windows(
             config.race_weekend_lead_s, config.race_weekend_tail_s, config.live_lead_s, config.live_tail_s,
             config.results_settle_window_s,
