@@ -166,3 +166,39 @@ def test_a_scheduled_attempt_takes_its_place_before_its_client_prepares_the_call
     gate.release()
     worker.join(5)
     assert prepared.is_set() and gate.counts() == (0, 0)
+
+
+def test_switch_interval_is_short_only_while_a_scheduled_sync_waits_for_its_due_time():
+    # A worker waking at its due time must get the interpreter lock within about a millisecond, but a
+    # short interval all the time costs HTTP throughput: it is short from the attempt's start on its
+    # worker until its bytes are written, and back to normal once no sync waits.
+    import sys
+
+    from scheduler_api.runner import FastSwitching
+
+    normal_s = sys.getswitchinterval()
+    clock = FakeClock(1_700_000_000)
+    switching = FastSwitching(0.001)
+    runner = Runner(clock, State(), None, None, lambda a, o, m, t: Settled(True, None, ScheduleView()),
+                    switching=switching)
+    seen = []
+
+    class WatchingClient(FakeClient):
+        def sync(self, key, session_name=None, before_send=None):
+            seen.append(("prepared", sys.getswitchinterval()))
+            before_send()
+            seen.append(("written", sys.getswitchinterval()))
+            return self.outcome
+
+    try:
+        runner.run(WatchingClient(clock), Attempt(KEY, None, "schedule", 1, Flights().start(KEY), due_mono=clock.mono))
+        runner.run(WatchingClient(clock), Attempt(KEY, None, "manual", 1, Flights().start(KEY)))  # no due time
+    finally:
+        sys.setswitchinterval(normal_s)
+    assert seen == [("prepared", 0.001), ("written", normal_s), ("prepared", normal_s), ("written", normal_s)]
+    switching.enter()
+    switching.enter()  # two syncs waiting
+    switching.leave()
+    assert sys.getswitchinterval() == 0.001  # one still waits
+    switching.leave()
+    assert sys.getswitchinterval() == normal_s
