@@ -338,7 +338,9 @@ def _build(config: Config, environ: Mapping[str, str], standin: FetcherStandIn |
 
     watch = LoopWatch(notifier, state, clock, watchdog_s, on_first_loop)
     # The ticker pings the watchdog, so it must loop at least once per ping interval.
-    ticker = Ticker(clock, on_loop=watch, max_wait_s=MAX_WAIT_S if watchdog_s is None else min(MAX_WAIT_S, watchdog_s))
+    switching = FastSwitching(SWITCH_INTERVAL_S)
+    ticker = Ticker(clock, on_loop=watch, max_wait_s=MAX_WAIT_S if watchdog_s is None else min(MAX_WAIT_S, watchdog_s),
+                    near=switching.ahead)
     pool = WorkerPool(WORKERS, client_factory)
     health = FetcherHealth(clock, config.fetcher_health_ttl_s, config.fetcher_health_path, pool.submit)
     scheduler = Scheduler(
@@ -346,7 +348,7 @@ def _build(config: Config, environ: Mapping[str, str], standin: FetcherStandIn |
         calendar_source=CalendarSource(config.calendar_url, config.calendar_file, timeout_s=config.calendar_timeout_s,
                                        overrides=load_overrides(config.calendar_overrides)),
         health=health, wake=ticker.wake, dispatch_lead_s=DISPATCH_LEAD_S,
-        switching=FastSwitching(SWITCH_INTERVAL_S),
+        switching=switching,
     )
     ticker_thread = threading.Thread(target=ticker.run, args=(scheduler.tick,), name="ticker", daemon=True)
     from . import __version__  # noqa: PLC0415 - a metadata lookup: the daemon only

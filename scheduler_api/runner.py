@@ -42,9 +42,10 @@ class FastSwitching:
     5 ms switch interval, each hand-off of the lock under load costs up to
     5 ms. A short interval all the time costs HTTP throughput (more forced
     switches between busy handlers: a quarter fewer ``/health`` requests a
-    second under wrk), so it is short only from when a scheduled attempt
-    starts on its worker until its bytes are written (at most the dispatch
-    lead, 50 ms, per sync). Thread-safe.
+    second under wrk), so it is short only around a due time: while the
+    ticker's next wake-up (a hand-over) is near (:meth:`ahead`), and from
+    the hand-over of a scheduled attempt until its bytes are written (at
+    most the dispatch lead, 50 ms, per sync). Thread-safe.
 
     :param fast_s: the switch interval while any sync waits, seconds.
     """
@@ -54,6 +55,17 @@ class FastSwitching:
         self._normal_s = sys.getswitchinterval()
         self._lock = threading.Lock()
         self._waiting = 0
+        self._ticker_near = False
+
+    def ahead(self, near: bool) -> None:
+        """The ticker's next wake-up (a hand-over) is near (``near``) or not: switch fast while it is, so
+        the ticker's own wake-up is prompt too. Called from the ticker thread only; idempotent."""
+        if near != self._ticker_near:
+            self._ticker_near = near
+            if near:
+                self.enter()
+            else:
+                self.leave()
 
     def enter(self) -> None:
         """A sync waits for its due time: switch fast (until the matching :meth:`leave`)."""
@@ -187,14 +199,19 @@ Settle = Callable[[Attempt, Outcome, float, float], Settled]
 
 
 class SyncWork(NamedTuple):
-    """The work item handed to an executor: run ``attempt`` with the worker's client."""
+    """The work item handed to an executor: run ``attempt`` with the worker's client.
+
+    ``fast`` is True when :meth:`Runner.submit` shortened the switch interval for it (ended once its
+    bytes are written).
+    """
 
     runner: "Runner"
     attempt: Attempt
+    fast: bool = False
 
     def __call__(self, client: SyncClient) -> None:
         """Run the attempt with ``client``."""
-        self.runner.run(client, self.attempt)
+        self.runner.run(client, self.attempt, fast=self.fast)
 
 
 class Runner:
@@ -243,8 +260,14 @@ class Runner:
         self._release.set()
 
     def submit(self, attempt: Attempt) -> None:
-        """Hand ``attempt`` to the executor; never blocks (with the real worker pool)."""
-        self._executor.submit(SyncWork(self, attempt))
+        """Hand ``attempt`` to the executor; never blocks (with the real worker pool).
+
+        An attempt with a due time switches fast from here until its bytes are written.
+        """
+        fast = self._switching is not None and attempt.due_mono is not None
+        if fast:
+            self._switching.enter()
+        self._executor.submit(SyncWork(self, attempt, fast))
 
     def submit_work(self, work: Work) -> None:
         """Hand other work (a calendar refresh) to the executor."""
@@ -280,17 +303,19 @@ class Runner:
         finally:
             client.close()
 
-    def run(self, client: SyncClient, attempt: Attempt, ticket: Ticket | None = None) -> None:
+    def run(self, client: SyncClient, attempt: Attempt, ticket: Ticket | None = None, fast: bool = False) -> None:
         """Run ``attempt`` with ``client`` in the calling thread, then resolve its flight.
 
         :param client: the worker's (or the manual trigger's) client.
         :param attempt: what to run.
         :param ticket: a place at the gate granted already (manual triggers);
             None to take one once the due time came (scheduled attempts).
+        :param fast: :meth:`submit` shortened the switch interval for this attempt: restore it once the
+            bytes are written.
         """
         started_ts = [self._clock.now_ts()]
         placed = [ticket is not None]
-        switching: list[FastSwitching | None] = [None]
+        switching: list[FastSwitching | None] = [self._switching if fast else None]
 
         def fast_until_written() -> None:
             if switching[0] is not None:
@@ -309,9 +334,6 @@ class Runner:
             if self._gate is not None and not placed[0]:  # before the client prepares, so it never waits
                 self._gate.ticket(manual=False).wait()    # on the gate holding a connection ready to write
                 placed[0] = True
-            if self._switching is not None and attempt.due_mono is not None:
-                switching[0] = self._switching
-                switching[0].enter()
             outcome = client.sync(attempt.key, attempt.session_name, wait_for_due_time)
         except Exception as exc:
             logger.exception("sync internal error %s", attempt.key.log_fields())

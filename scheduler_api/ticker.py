@@ -28,6 +28,8 @@ MAX_ERROR_WAIT_S = 60.0
 UNHEALTHY_ERRORS = 3
 #: A loop that has not come round for longer than this, seconds, is wedged (it wakes at least once a minute).
 WEDGED_AFTER_S = 150.0
+#: With a ``near`` callback, the loop wakes this long before a wake-up further away, seconds, to say it is near.
+NEAR_S = 0.2
 
 
 def error_wait_s(consecutive_errors: int, first_s: float = ERROR_WAIT_S) -> float:
@@ -72,13 +74,17 @@ class Ticker:
     :param on_loop: called after every tick, on the ticker thread (watchdog ping, readiness), or None.
     :param max_wait_s: the longest wait between two ticks, seconds.
     :param first_error_wait_s: the wait after a first exception, seconds (doubling up to 60 s).
+    :param near: called after every tick with whether the next wake-up is at most :data:`NEAR_S`
+        away (the loop first wakes that long before a wake-up further away, so each one is
+        announced), or None. The daemon shortens the switch interval then.
     """
 
     def __init__(
         self, clock: Clock, *, on_loop: Callable[[], None] | None = None, max_wait_s: float = MAX_WAIT_S,
-        first_error_wait_s: float = ERROR_WAIT_S,
+        first_error_wait_s: float = ERROR_WAIT_S, near: Callable[[bool], None] | None = None,
     ) -> None:
         self._clock = clock
+        self._near = near
         self._on_loop = on_loop
         self._max_wait_s = max_wait_s
         self._first_error_wait_s = first_error_wait_s
@@ -132,6 +138,11 @@ class Ticker:
                     timeout_s = self._max_wait_s
                     if next_mono is not None:
                         timeout_s = min(timeout_s, max(0.0, next_mono - self._clock.monotonic()))
+                    if self._near is not None:
+                        near = next_mono is not None and timeout_s <= NEAR_S
+                        self._near(near)
+                        if next_mono is not None and not near:
+                            timeout_s -= NEAR_S  # wake that early to say it is near
                     self._cond.wait(timeout_s)
                     self._woken = False
             except Exception:

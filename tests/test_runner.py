@@ -170,8 +170,8 @@ def test_a_scheduled_attempt_takes_its_place_before_its_client_prepares_the_call
 
 def test_switch_interval_is_short_only_while_a_scheduled_sync_waits_for_its_due_time():
     # A worker waking at its due time must get the interpreter lock within about a millisecond, but a
-    # short interval all the time costs HTTP throughput: it is short from the attempt's start on its
-    # worker until its bytes are written, and back to normal once no sync waits.
+    # short interval all the time costs HTTP throughput: it is short from the attempt's hand-over
+    # until its bytes are written (and while the ticker's next hand-over is near), else normal.
     import sys
 
     from scheduler_api.runner import FastSwitching
@@ -191,14 +191,16 @@ def test_switch_interval_is_short_only_while_a_scheduled_sync_waits_for_its_due_
             return self.outcome
 
     try:
-        runner.run(WatchingClient(clock), Attempt(KEY, None, "schedule", 1, Flights().start(KEY), due_mono=clock.mono))
+        runner._executor = type("Inline", (), {"submit": staticmethod(lambda work: work(WatchingClient(clock)))})()
+        runner.submit(Attempt(KEY, None, "schedule", 1, Flights().start(KEY), due_mono=clock.mono))  # handed over
         runner.run(WatchingClient(clock), Attempt(KEY, None, "manual", 1, Flights().start(KEY)))  # no due time
     finally:
         sys.setswitchinterval(normal_s)
     assert seen == [("prepared", 0.001), ("written", normal_s), ("prepared", normal_s), ("written", normal_s)]
     switching.enter()
-    switching.enter()  # two syncs waiting
+    switching.ahead(True)  # a sync waits and the ticker's next hand-over is near
+    switching.ahead(True)
     switching.leave()
-    assert sys.getswitchinterval() == 0.001  # one still waits
-    switching.leave()
+    assert sys.getswitchinterval() == 0.001  # the hand-over is still near
+    switching.ahead(False)
     assert sys.getswitchinterval() == normal_s

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from scheduler_api.ticker import UNHEALTHY_ERRORS, WEDGED_AFTER_S, Ticker, TickerHealth, error_wait_s
+from scheduler_api.ticker import NEAR_S, UNHEALTHY_ERRORS, WEDGED_AFTER_S, Ticker, TickerHealth, error_wait_s
 
 from conftest import FakeClock
 
@@ -124,3 +124,29 @@ def test_ticker_that_has_not_come_round_for_150_seconds_is_not_ok():
     assert TickerHealth(True, 0, 100.0, WEDGED_AFTER_S).ok
     assert not TickerHealth(True, 0, 100.0, WEDGED_AFTER_S + 0.5).ok
     assert not TickerHealth(False, 0, 100.0, 0.0).ok
+
+
+def test_near_says_whether_the_next_wake_up_is_within_near_s_and_wakes_that_early_to_say_so():
+    clock = FakeClock(0)
+    said: list[bool] = []
+    near_said = threading.Event()
+
+    def near(value: bool) -> None:
+        said.append(value)
+        if value:
+            near_said.set()
+
+    ticker = Ticker(clock, near=near)
+    # The fake clock stands still, so the next wake-up stays 0.3 s away: the loop first says "not
+    # near" and waits 0.3 - NEAR_S = 0.1 s (real time), then ticks again; the test then moves the
+    # clock so that the wake-up is 0.1 s away, and the loop says "near".
+    tick = Ticks(next_mono=clock.mono + 0.3)
+    thread = start(ticker, tick)
+    assert tick.wait_for(2)
+    clock.advance(0.2)
+    assert near_said.wait(5)
+    ticker.stop()
+    ticker.wake()
+    thread.join(5)
+    assert said[0] is False and said[-1] is True
+    assert NEAR_S == 0.2
