@@ -71,7 +71,8 @@ class HandlerHost(Protocol):
 
     @property
     def stopping(self) -> bool:
-        """:returns: True once the server stopped accepting; requests are then answered 503."""
+        """:returns: True once the server stopped accepting; triggers are then answered 503,
+        other requests with their answer and ``Connection: close``."""
 
     def request_started(self) -> None:
         """Count a request being handled."""
@@ -315,12 +316,21 @@ class Handler(BaseHTTPRequestHandler):
             self._answer(head)
 
     def _answer(self, head: RequestHead) -> None:
-        """Route the request and queue the answer; 503 once the server is stopping."""
+        """Route the request and queue the answer.
+
+        Once the server is stopping, a ``POST`` (a trigger, which would start
+        a fetcher call) gets 503; any other request is still answered, with
+        ``Connection: close``, so a client whose connection was accepted just
+        before a restart gets its answer (under socket activation the next
+        instance takes the connections that come after).
+        """
         self.server.request_started()
         try:
             if self.server.stopping:
-                self._queue_error(head.method, head.target, HttpError(503, "shutting down"))
-                return
+                self.close_connection = True
+                if head.method == "POST":
+                    self._queue_error(head.method, head.target, HttpError(503, "shutting down"))
+                    return
             status, body, headers = self.server.app.handle(head.method, head.target, head.headers.get("Authorization"))
             self._queue(head.method, head.target, status, body, headers)
         finally:

@@ -267,8 +267,9 @@ class ApiServer(ThreadingHTTPServer):
     def stop_serving(self) -> None:
         """Make :meth:`serve` return; safe from any thread.
 
-        Requests that arrive afterwards on open keep-alive connections are
-        answered 503; requests already being handled carry on.
+        Requests that arrive afterwards on open connections are still answered
+        (with ``Connection: close``) except triggers, which get 503; requests
+        already being handled carry on.
         """
         self._stopping = True
         os.write(self._wake_w, b"x")

@@ -165,21 +165,30 @@ def test_options_health_is_204_with_allow(served):
     conn.close()
 
 
-def test_server_answers_503_on_an_open_connection_once_stopping(served):
+def test_once_stopping_a_get_is_still_answered_and_closed_and_a_trigger_gets_503(served):
+    # A client whose connection was accepted just before a restart gets its answer (under socket
+    # activation the next instance takes the connections that come after); no trigger starts a call.
     server, port = served
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     conn.request("GET", "/health")
     assert conn.getresponse().read()
+    trigger = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    trigger.request("GET", "/health")
+    assert trigger.getresponse().read()
 
     server.stop_serving()
     conn.request("GET", "/health")
     response = conn.getresponse()
+    trigger.request("POST", "/trigger/seasons")
+    refused = trigger.getresponse()
 
-    assert response.status == 503
-    assert response.getheader("Connection") == "close"
-    assert json.loads(response.read()) == {"success": False, "message": "shutting down", "timestamp": T0}
+    assert response.status == 200 and response.getheader("Connection") == "close"
+    assert json.loads(response.read())["scheduler_running"] in (True, False)
+    assert refused.status == 503 and refused.getheader("Connection") == "close"
+    assert json.loads(refused.read()) == {"success": False, "message": "shutting down", "timestamp": T0}
     assert server.wait_idle(5.0) is True
     conn.close()
+    trigger.close()
 
 
 def test_admission_lock_hands_over_in_arrival_order():
