@@ -18,14 +18,14 @@ from .calendar_refresh import CalendarRefresh
 from .calendar_source import CalendarSource
 from .clock import Clock, utc_year
 from .config import KINDS, Config
-from .fetcher import Outcome, SyncClient, SyncKey
+from .fetcher import TIMEOUT, Outcome, SyncClient, SyncKey
 from .health import FetcherHealth
 from .race_calendar import Mode, ModeTracker, Windows, latest_round
 from .call_gate import Busy, CallGate
 from .runner import Attempt, Executor, FastSwitching, Flights, Runner, Settled
 from .schedule_view import schedule_view
 from .state import ScheduleView, State
-from .timetable import TIMEOUT, CLOCK_JUMP_TOLERANCE_S, DueHeap, DueKey, HandOver, KindTimetable, WallClockWatch, failure_class
+from .timetable import CLOCK_JUMP_TOLERANCE_S, DueHeap, DueKey, HandOver, KindTimetable, WallClockWatch
 
 logger = logging.getLogger(__name__)
 
@@ -440,7 +440,7 @@ class Scheduler:
                     retry_in_s = retry_mono - now_mono
             elif scheduled and kt.held_attempt:
                 kt.retry_attempt, kt.held_attempt = kt.held_attempt, 0
-                if failure_class(outcome) != TIMEOUT:
+                if outcome.failure != TIMEOUT:
                     self._heap.schedule(kt.retry_key, now_mono)
             view = self._view(now_mono, now_ts)
         self._wake()

@@ -18,7 +18,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Hashable, Iterable, Iterator, NamedTuple
 
-from .fetcher import Outcome
+from .fetcher import TRANSIENT, Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -48,43 +48,6 @@ def next_slot(due_mono: float, interval_s: float, now_mono: float) -> tuple[floa
         next_due += interval_s
         missed += 1
     return next_due, missed
-
-
-#: Failure classes (see :func:`failure_class`).
-TRANSIENT, PERMANENT, TIMEOUT = "transient", "permanent", "timeout"
-
-#: 4xx statuses that say "try again later" rather than "this request is wrong".
-_TRANSIENT_4XX = frozenset({408, 425, 429})
-
-
-def failure_class(outcome: Outcome) -> str | None:
-    """Which class a failed attempt falls in; the class decides whether it is retried.
-
-    - ``"timeout"``: the call's deadline passed. fetcher_service usually keeps
-      working on a call its client gave up on, so a retry would stack a
-      second copy of the heaviest work on it.
-    - ``"transient"``: no HTTP answer at all (refused, reset, DNS), a 5xx
-      other than 501, 408, 425, 429, or a 2xx whose ``success`` is false.
-    - ``"permanent"``: any other status (4xx, 501, a redirect): a wrong path
-      or parameter will not heal in seconds.
-
-    The fetcher client may set the class itself (``Outcome.failure``); it is
-    derived from ``outcome`` and ``http_status`` otherwise.
-
-    :param outcome: the attempt's outcome.
-    :returns: the class, or None for a success.
-    """
-    if outcome.ok:
-        return None
-    given = getattr(outcome, "failure", None)
-    if given is not None:
-        return given
-    status = outcome.http_status
-    if outcome.result == TIMEOUT:
-        return TIMEOUT
-    if status is None or 200 <= status < 300 or status in _TRANSIENT_4XX or (500 <= status < 600 and status != 501):
-        return TRANSIENT
-    return PERMANENT
 
 
 def retry_delay_s(
@@ -280,7 +243,7 @@ class KindTimetable:
         :returns: the retry's due time, monotonic seconds, or None for no retry;
             when not None, :attr:`retry_attempt` is the retry's attempt number.
         """
-        if self.interval_s is None or failure_class(outcome) != TRANSIENT:
+        if self.interval_s is None or outcome.failure != TRANSIENT:
             return None
         delay_s = retry_delay_s(failed_attempt, outcome.duration_ms / 1000.0, self.interval_s, rng,
                                 outcome.retry_after_s, max_attempts)

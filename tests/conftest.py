@@ -81,8 +81,8 @@ def mocked() -> responses.RequestsMock:
 
 @pytest.fixture
 def config() -> Config:
-    """The SPEC defaults, pointed at a fake fetcher URL, with ``STAGGER`` off so that tests can pin
-    the instants of one shared grid; the stagger's own tests turn it on."""
+    """The defaults (README, Configuration), pointed at a fake fetcher URL, with ``STAGGER`` off so that
+    tests can pin the instants of one shared grid; the stagger's own tests turn it on."""
     return Config(fetcher_url=FETCHER, stagger_s=0.0)
 
 
