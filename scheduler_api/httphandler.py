@@ -109,15 +109,14 @@ def render_answer(status: int, body: dict | RawBody, headers: Mapping[str, str],
     return head + payload if with_body else head
 
 
-def set_wait(sock: socket.socket, option: int, seconds: float) -> None:
-    """Set a blocking socket's kernel timeout ``option`` (``SO_RCVTIMEO`` or ``SO_SNDTIMEO``) to ``seconds`` (> 0).
+def set_receive_timeout(sock: socket.socket, seconds: float) -> None:
+    """Set a blocking socket's kernel receive timeout (``SO_RCVTIMEO``) to ``seconds`` (> 0).
 
-    A blocking ``recv`` or ``send`` that waits longer fails with
-    ``BlockingIOError`` (EAGAIN). Rounded up to a whole microsecond: a
-    timeout of zero would mean none.
+    A blocking ``recv`` that waits longer fails with ``BlockingIOError``
+    (EAGAIN). Rounded up to a whole microsecond: a timeout of zero would mean none.
     """
     micros = max(1, math.ceil(seconds * 1e6))
-    sock.setsockopt(socket.SOL_SOCKET, option, struct.pack("@ll", micros // 1_000_000, micros % 1_000_000))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("@ll", micros // 1_000_000, micros % 1_000_000))
 
 
 class DeadlineReader(io.RawIOBase):
@@ -173,7 +172,7 @@ class DeadlineReader(io.RawIOBase):
         if left_s <= 0:
             raise TimeoutError("the read deadline has passed")
         if abs(self._wait_s - left_s) > TIMEOUT_SLACK_S:
-            set_wait(self._sock, socket.SO_RCVTIMEO, left_s)
+            set_receive_timeout(self._sock, left_s)
             self._wait_s = left_s
         try:
             count = self._sock.recv_into(buffer)

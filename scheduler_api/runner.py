@@ -309,7 +309,7 @@ class Runner:
         :param client: the worker's (or the manual trigger's) client.
         :param attempt: what to run.
         :param ticket: a place at the gate granted already (manual triggers);
-            None to take one once the due time came (scheduled attempts).
+            None to take one here, before the client prepares the call (scheduled attempts).
         :param fast: :meth:`submit` shortened the switch interval for this attempt: restore it once the
             bytes are written.
         """

@@ -25,7 +25,8 @@ from .call_gate import Busy, CallGate
 from .runner import Attempt, Executor, FastSwitching, Flights, Runner, Settled
 from .schedule_view import schedule_view
 from .state import ScheduleView, State
-from .timetable import CLOCK_JUMP_TOLERANCE_S, DueHeap, DueKey, HandOver, KindTimetable, WallClockWatch
+from .handover import HandOver
+from .timetable import CLOCK_JUMP_TOLERANCE_S, DueHeap, DueKey, KindTimetable, WallClockWatch
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,8 @@ class Scheduler:
     :param calendar_source: where to refresh the calendar from, or None to keep what ``state`` holds.
     :param health: fetcher connectivity, told of every exchange, or None.
     :param wake: called when the next wake-up may have moved (the ticker's ``wake``), or None.
-    :param dispatch_lead_s: how early a due sync is handed to a worker, seconds (see :class:`~scheduler_api.timetable.HandOver`).
+    :param dispatch_lead_s: how early a due sync is handed to a worker, seconds
+        (see :class:`~scheduler_api.handover.HandOver`).
     :param switching: shortens the interpreter's switch interval while a sync waits for its due time, or None.
     """
 

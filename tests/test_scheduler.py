@@ -15,7 +15,7 @@ import responses
 from scheduler_api.calendar_source import CalendarSource
 from scheduler_api.fetcher import SyncKey
 from scheduler_api.runner import Flight
-from scheduler_api.timetable import HANDOVER_GUARD_S
+from scheduler_api.handover import HANDOVER_GUARD_S
 from scheduler_api.scheduler import Scheduler
 from scheduler_api.state import State
 

@@ -7,11 +7,10 @@ import random
 import pytest
 
 from scheduler_api.fetcher import Outcome
+from scheduler_api.handover import HANDOVER_GUARD_S, HandOver
 from scheduler_api.timetable import (
     DueHeap,
     DueKey,
-    HANDOVER_GUARD_S,
-    HandOver,
     KindTimetable,
     WallClockWatch,
     next_slot,
