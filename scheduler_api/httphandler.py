@@ -3,9 +3,9 @@
 :class:`Handler` moves bytes only: it reads a request head through a
 :class:`DeadlineReader` (so a head, or a body, must arrive within
 ``SCHEDULER_HTTP_TIMEOUT`` in all, not per read), hands it to the pure
-parsers of :mod:`httphead`, discards any body outside the admission lock and
-writes the answer the application computed in one write bounded by the
-same time. What it needs from its server is :class:`HandlerHost`, which
+parsers of :mod:`httphead` in its admission turn, discards any body outside
+it and writes the answer the application computed in one write bounded by
+the same time. What it needs from its server is :class:`HandlerHost`, which
 :class:`server.ApiServer` provides (see README, HTTP API, Limits).
 """
 
@@ -18,7 +18,7 @@ import math
 import socket
 import struct
 from http.server import BaseHTTPRequestHandler
-from typing import Any, ContextManager, Mapping, Protocol
+from typing import Any, Mapping, Protocol
 
 from .clock import Clock
 from .httphead import (
@@ -55,16 +55,18 @@ class HandlerHost(Protocol):
     """What a :class:`Handler` reads from ``self.server``; :class:`ApiServer` provides it.
 
     :ivar app: answers requests.
-    :ivar admission: held while a request head is parsed and a request other
-        than a ``POST`` is routed and encoded; never while a head or body is
-        read or an answer written, nor while a ``POST`` (a trigger) waits.
+    :ivar admission: ``run(work)`` runs ``work`` in its turn, one at a time
+        (:class:`server.Admission`): parsing a request head and routing and
+        encoding a request other than a ``POST``, with a send that never
+        waits; never the reading of a head or body, a write that waits, nor a
+        ``POST`` (a trigger) waiting for fetcher_service.
     :ivar http_timeout_s: how long a request head, a body, or the writing of
         an answer may take in all, seconds.
     :ivar clock: its monotonic clock bounds those reads.
     """
 
     app: Application
-    admission: ContextManager[Any]
+    admission: Any  # server.Admission
     http_timeout_s: float
     clock: Clock
     slots: Any  # server.ConnectionSlots: told when a connection waits for a head and when it works
@@ -215,11 +217,11 @@ class Handler(BaseHTTPRequestHandler):
     def handle_one_request(self) -> None:
         """Read one request, answer it, and write the answer in one write.
 
-        The head is read without any lock, then parsed under the server's
-        admission lock; a ``GET`` or ``HEAD`` without a body is answered in
-        that same turn. A body is discarded after the lock is released, and
-        a ``POST`` (a trigger, which may wait minutes for fetcher_service) is
-        answered without it. A client that goes silent, trickles, does not
+        The head is read outside the server's admission queue, then parsed in
+        a turn of it; a ``GET`` or ``HEAD`` without a body is answered and
+        sent in that same turn. A body is discarded after the turn, and a
+        ``POST`` (a trigger, which may wait minutes for fetcher_service) is
+        answered outside the queue. A client that goes silent, trickles, does not
         read its answer or goes away only closes its own connection.
         """
         self._out = b""
@@ -227,17 +229,30 @@ class Handler(BaseHTTPRequestHandler):
             raw = self._read_head()
             if raw is None:
                 return
-            with self.server.admission:
-                head = self._parse(*raw)
-                if head is not None and not head.body_length and head.method != "POST":
-                    self._answer(head)  # the common case: one turn under the lock
-                    head = None
+            head = self.server.admission.run(lambda: self._turn(*raw))
             if head is not None:
                 self._answer_after_body(head)
             if self._out:
                 self._send(self._out)
         except (TimeoutError, ConnectionError):
             self.close_connection = True
+
+    def _turn(self, raw_line: bytes, header_lines: list[bytes]) -> RequestHead | None:
+        """The admission turn: parse the head and, in the common case (no body, not a ``POST``), answer it.
+
+        The answer goes out in the same turn as far as the socket's send
+        buffer takes it, never waiting (see :meth:`_send_ready`); what is left
+        is written after the turn.
+
+        :returns: the head when it is still to be answered after the turn, else None.
+        """
+        head = self._parse(raw_line, header_lines)
+        if head is None or head.body_length or head.method == "POST":
+            return head
+        self._answer(head)
+        if self._out:
+            self._out = self._out[self._send_ready(self._out):]
+        return None
 
     def _read_head(self) -> tuple[bytes, list[bytes]] | None:
         """Read a request line and its header lines within ``http_timeout_s`` from now, in all.
@@ -302,7 +317,7 @@ class Handler(BaseHTTPRequestHandler):
         return head
 
     def _answer_after_body(self, head: RequestHead) -> None:
-        """Discard the body outside the admission lock, then answer: a ``POST`` without the lock, others under it."""
+        """Discard the body outside the admission queue, then answer: a ``POST`` outside it, others in a turn."""
         try:
             self._discard_body(head)
         except HttpError as exc:
@@ -311,8 +326,7 @@ class Handler(BaseHTTPRequestHandler):
         if head.method == "POST":
             self._answer(head)
             return
-        with self.server.admission:
-            self._answer(head)
+        self.server.admission.run(lambda: self._answer(head))
 
     def _answer(self, head: RequestHead) -> None:
         """Route the request and queue the answer.
@@ -369,10 +383,7 @@ class Handler(BaseHTTPRequestHandler):
 
         :raises TimeoutError: when the client does not read it in time.
         """
-        try:
-            sent = self.connection.send(data, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            sent = 0
+        sent = self._send_ready(data)
         if sent == len(data):
             return
         self.connection.settimeout(self.server.http_timeout_s)  # sendall's timeout bounds the whole call
@@ -380,6 +391,17 @@ class Handler(BaseHTTPRequestHandler):
             self.connection.sendall(memoryview(data)[sent:])
         finally:
             self.connection.settimeout(None)
+
+    def _send_ready(self, data: bytes) -> int:
+        """Send what of ``data`` fits in the socket's send buffer now, in one ``send`` that never waits.
+
+        :returns: the bytes sent (0 when the buffer is full).
+        :raises ConnectionError: when the client has gone.
+        """
+        try:
+            return self.connection.send(data, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return 0
 
     def _send_nowait(self, data: bytes) -> None:
         """Send what fits in the socket buffer now, never waiting; for a last word before closing."""

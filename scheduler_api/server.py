@@ -1,10 +1,10 @@
-"""The HTTP server: the accept loop, the connection limit and the admission lock.
+"""The HTTP server: the accept loop, the connection limit and the admission queue.
 
 :class:`ApiServer` accepts connections and gives each a
 :class:`httphandler.Handler` thread, up to ``SCHEDULER_MAX_CONNECTIONS``
 (:class:`ConnectionSlots`); one more is answered 503 by the accept loop
 itself, with no thread of its own. Requests take turns for their CPU work
-under the admission lock (:class:`FifoLock`), which lives here rather than in
+in the admission queue (:class:`Admission`), which lives here rather than in
 a module of its own because the server is its only user (see README, Design
 and HTTP API, Limits).
 """
@@ -20,12 +20,14 @@ import socket
 import sys
 import threading
 from http.server import ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from .clock import Clock, SystemClock
 from .httphandler import READ_BUFFER, Application, Handler, render_answer
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 REFUSAL_LOG_INTERVAL_S = 60.0  # at most one warning a minute while connections are refused
 
@@ -121,38 +123,89 @@ class ConnectionSlots:
             self._open -= 1
 
 
-class FifoLock:
-    """A lock handed to waiters in arrival order, so no request waits behind later ones.
+COMBINE_MAX = 16  # turns one thread runs for the requests queued behind its own before handing the lead on
 
-    A plain ``threading.Lock`` lets a running thread take the lock ahead of
-    threads already waiting, which under a burst leaves some requests waiting
-    far longer than others. Waiters block on a lock of their own, never on
-    the interpreter lock. Thread-safe; usable as a context manager.
+
+class _Turn:
+    """One request's turn in the :class:`Admission` queue; its thread sleeps on ``done`` until it has run."""
+
+    __slots__ = ("work", "done", "lead", "result", "error")
+
+    def __init__(self, work: Callable[[], Any]) -> None:
+        self.work = work
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.lead = False  # set when the thread is woken to run the queue itself, its own turn first
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class Admission:
+    """Runs the requests' CPU work one turn at a time, in arrival order, by flat combining.
+
+    A thread that finds no turn running runs its own, then the turns queued
+    behind it (up to ``COMBINE_MAX``), then wakes the next waiter to lead.
+    A thread that finds the queue busy sleeps on a lock of its own, never on
+    the interpreter lock, until its turn has run on the leading thread. So
+    turns follow each other without waiting for the kernel to wake a thread
+    between two of them, and the threads that wait are asleep rather than
+    competing for the interpreter lock with the ticker, the sync workers and
+    each other. A turn must not block: no socket read, and a send only with
+    ``MSG_DONTWAIT``. Thread-safe.
     """
 
     def __init__(self) -> None:
         self._meta = threading.Lock()
-        self._held = False
-        self._waiters: collections.deque[threading.Lock] = collections.deque()
+        self._busy = False
+        self._queue: collections.deque[_Turn] = collections.deque()
 
-    def __enter__(self) -> "FifoLock":
-        with self._meta:
-            if not self._held:
-                self._held = True
-                return self
-            turn = threading.Lock()
-            turn.acquire()
-            self._waiters.append(turn)
-        turn.acquire()  # released by the holder handing over
-        return self
+    def run(self, work: Callable[[], T]) -> T:
+        """Run ``work`` in its turn, on this thread or on the leading one, and wait until it has run.
 
-    def __exit__(self, *exc_info: object) -> None:
+        :returns: what ``work`` returned.
+        :raises: what ``work`` raised, in the calling thread.
+        """
         with self._meta:
-            if self._waiters:
-                self._waiters.popleft().release()  # ownership passes on; still held
+            turn = None
+            if self._busy:
+                turn = _Turn(work)
+                self._queue.append(turn)
             else:
-                self._held = False
+                self._busy = True
+        if turn is not None:
+            turn.done.acquire()  # released once the turn ran, or to hand this thread the lead
+            if not turn.lead:
+                if turn.error is not None:
+                    raise turn.error
+                return turn.result
+        try:
+            return work()
+        finally:
+            self._run_queued()
 
+    def _run_queued(self) -> None:
+        """Run the turns queued behind the lead's own, then hand the lead to the next waiter or end it."""
+        for _ in range(COMBINE_MAX):
+            turn = self._next()
+            if turn is None:
+                return
+            try:
+                turn.result = turn.work()
+            except BaseException as exc:  # noqa: BLE001 - it belongs to the waiting thread, raised there
+                turn.error = exc
+            turn.done.release()
+        turn = self._next()
+        if turn is not None:
+            turn.lead = True  # the queue stays busy: the lead passes on
+            turn.done.release()
+
+    def _next(self) -> _Turn | None:
+        """:returns: the next queued turn, or None after marking the queue free."""
+        with self._meta:
+            if self._queue:
+                return self._queue.popleft()
+            self._busy = False
+            return None
 
 
 class ApiServer(ThreadingHTTPServer):
@@ -196,11 +249,11 @@ class ApiServer(ThreadingHTTPServer):
         self._stopping = False
         self._active = 0
         self._idle = threading.Condition()
-        # Requests do their CPU work (parse, route, encode) one at a time; the
-        # others wait on this lock, not for the interpreter lock, so a burst
-        # of clients never outnumbers the ticker and the sync workers when
-        # they need to run. Socket reads and writes, and triggers, stay outside.
-        self.admission = FifoLock()
+        # Requests do their CPU work (parse, route, encode, a send that never
+        # waits) one turn at a time; the others sleep until theirs has run, so
+        # a burst of clients never outnumbers the ticker and the sync workers
+        # when they need to run. Reads, blocking writes and triggers stay outside.
+        self.admission = Admission()
         if sock is None:
             super().__init__(address, Handler)
             return

@@ -16,7 +16,7 @@ import pytest
 from scheduler_api.api import App
 from scheduler_api.clock import SystemClock
 from scheduler_api.config import Config
-from scheduler_api.server import ConnectionSlots
+from scheduler_api.server import Admission, ConnectionSlots
 from scheduler_api.httphandler import DeadlineReader, Handler, render_answer
 from scheduler_api.state import State
 
@@ -114,7 +114,7 @@ class Host:
     stopping = False
 
     def __init__(self) -> None:
-        self.admission = threading.Lock()
+        self.admission = Admission()
         self.slots = ConnectionSlots(64, SystemClock())
 
     def request_started(self) -> None:

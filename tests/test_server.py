@@ -19,7 +19,7 @@ import pytest
 from scheduler_api.api import App
 from scheduler_api.health import FetcherHealth
 from scheduler_api.clock import SystemClock
-from scheduler_api.server import ApiServer, ConnectionSlots, FifoLock
+from scheduler_api.server import COMBINE_MAX, Admission, ApiServer, ConnectionSlots
 
 from conftest import FETCHER, FakeClock, load_calendar, ts
 from harness import wait_for
@@ -191,25 +191,80 @@ def test_once_stopping_a_get_is_still_answered_and_closed_and_a_trigger_gets_503
     trigger.close()
 
 
-def test_admission_lock_hands_over_in_arrival_order():
-    lock, order = FifoLock(), []
-    lock.__enter__()  # held: the workers below queue up one by one
+def queue_behind_a_running_turn(admission: Admission, count: int) -> tuple[threading.Event, list, list]:
+    """Start a turn that runs until released, then ``count`` threads whose turns queue behind it, one by one.
 
-    def worker(number: int) -> None:
-        with lock:
-            order.append(number)
+    :returns: the event that ends the first turn, the threads, and the list
+        each turn appends ``(number, name of the thread it ran on)`` to.
+    """
+    release, ran, threads = threading.Event(), [], []
 
-    threads = []
-    for number in range(5):
-        thread = threading.Thread(target=worker, args=(number,))
+    def first() -> None:
+        release.wait(5)
+        ran.append((-1, threading.current_thread().name))
+
+    def request(number: int) -> None:
+        admission.run(lambda: ran.append((number, threading.current_thread().name)))
+
+    threads.append(threading.Thread(target=admission.run, args=(first,), name="lead"))
+    threads[0].start()
+    while not admission._busy:
+        pass
+    for number in range(count):
+        thread = threading.Thread(target=request, args=(number,), name=f"request-{number}")
         thread.start()
         threads.append(thread)
-        while len(lock._waiters) < number + 1:  # wait until this one is queued before starting the next
+        while len(admission._queue) < number + 1:  # queued before the next one starts
             pass
-    lock.__exit__(None, None, None)
+    return release, threads, ran
+
+
+def test_admission_runs_turns_in_arrival_order_on_the_leading_thread():
+    admission = Admission()
+    release, threads, ran = queue_behind_a_running_turn(admission, 5)
+    release.set()
     for thread in threads:
         thread.join(5)
-    assert order == [0, 1, 2, 3, 4]
+    assert ran == [(-1, "lead")] + [(number, "lead") for number in range(5)]  # no thread woken between turns
+    assert admission._busy is False and not admission._queue
+
+
+def test_after_combine_max_turns_the_lead_passes_to_the_next_waiter():
+    admission = Admission()
+    release, threads, ran = queue_behind_a_running_turn(admission, COMBINE_MAX + 2)
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    numbers = list(range(COMBINE_MAX + 2))
+    assert [number for number, _ in ran] == [-1] + numbers
+    assert [name for _, name in ran] == ["lead"] * (COMBINE_MAX + 1) + [f"request-{COMBINE_MAX}"] * 2
+
+
+def test_a_turn_run_on_another_thread_returns_its_result_and_raises_its_error_in_its_own_thread():
+    admission = Admission()
+    release, threads, _ = queue_behind_a_running_turn(admission, 0)
+    got: dict[str, object] = {}
+
+    def answer() -> None:
+        got["answer"] = admission.run(lambda: 42)
+
+    def failure() -> None:
+        try:
+            admission.run(lambda: 1 / 0)
+        except ZeroDivisionError as exc:
+            got["error"] = exc
+
+    for target in (answer, failure):
+        thread = threading.Thread(target=target)
+        thread.start()
+        threads.append(thread)
+        while len(admission._queue) < len(threads) - 1:
+            pass
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    assert got["answer"] == 42 and isinstance(got["error"], ZeroDivisionError)
+    assert admission.run(lambda: "free") == "free"  # the failure did not leave the queue busy
 
 
 def timed_exchange(port: int, data: bytes) -> tuple[float, bytes]:
