@@ -123,7 +123,7 @@ class ConnectionSlots:
             self._open -= 1
 
 
-COMBINE_MAX = 16  # turns one thread runs for the requests queued behind its own before handing the lead on
+COMBINE_MAX = 4  # turns one thread runs for the requests queued behind its own before handing the lead on
 
 
 class _Turn:

@@ -221,11 +221,11 @@ def queue_behind_a_running_turn(admission: Admission, count: int) -> tuple[threa
 
 def test_admission_runs_turns_in_arrival_order_on_the_leading_thread():
     admission = Admission()
-    release, threads, ran = queue_behind_a_running_turn(admission, 5)
+    release, threads, ran = queue_behind_a_running_turn(admission, COMBINE_MAX)
     release.set()
     for thread in threads:
         thread.join(5)
-    assert ran == [(-1, "lead")] + [(number, "lead") for number in range(5)]  # no thread woken between turns
+    assert ran == [(-1, "lead")] + [(number, "lead") for number in range(COMBINE_MAX)]  # no wake-up in between
     assert admission._busy is False and not admission._queue
 
 
