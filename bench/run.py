@@ -44,6 +44,7 @@ from table import Table, cost_rows, fire_rows  # noqa: E402
 
 LOAD_WARM_UP_S = 4.0  # seconds of wrk before a window under load opens (its 50 connections' start-up settles)
 INTERVALS_S = {"rounds": 0.1, "results": 0.1, "standings": 0.25}
+STATUS_HTTP_ROUNDS = 2  # wrk rounds on /status, which has no goal: the time goes to a third fire-accuracy round
 
 
 def accuracy_run(standin: StandIn, start, run_s: float,
@@ -84,18 +85,18 @@ def accuracy_run(standin: StandIn, start, run_s: float,
     return calls, (w0, w1), load
 
 
-def accuracy_rounds(standin: StandIn, starts: dict, args: argparse.Namespace, load_path: str | None,
+def accuracy_rounds(standin: StandIn, starts: dict, rounds: int, run_s: float, load_path: str | None,
                     say) -> dict[str, tuple[Accuracy, HttpResult | None]]:
-    """Fire accuracy of each scheduler in ``starts`` over ``args.rounds`` rounds, taken in turn.
+    """Fire accuracy of each scheduler in ``starts`` over ``rounds`` runs of ``run_s`` each, taken in turn.
 
     :returns: name -> (the accuracy pooled over its runs, wrk's median result under load or None).
     """
     runs: dict[str, list] = {name: [] for name in starts}
     loads: dict[str, list[HttpResult]] = {name: [] for name in starts}
-    for number in range(args.rounds):
+    for number in range(rounds):
         for name, start in starts.items():
             say(f"fire accuracy{' under HTTP load' if load_path else ''}: {name}, round {number + 1}")
-            calls, window, load = accuracy_run(standin, start, args.run_s, load_path)
+            calls, window, load = accuracy_run(standin, start, run_s, load_path)
             runs[name].append((calls, window))
             if load is not None:
                 loads[name].append(load)
@@ -128,7 +129,8 @@ def measure_all(args: argparse.Namespace, say) -> dict:
     ours = lambda hour_intervals=False: daemon(tmp, standin, calendar, hour_intervals)  # noqa: E731
     try:
         fire = accuracy_rounds(standin, {"ours": ours, "floor": lambda: floor_peer(standin, season),
-                                         "aps": lambda: aps_peer(standin, season)}, args, None, say)
+                                         "aps": lambda: aps_peer(standin, season)},
+                               args.rounds, args.run_s, None, say)
         for name, (accuracy, _) in fire.items():
             fig[name] = accuracy
         say("idle and HTTP: scheduler_api and the bare server, hour-long intervals")
@@ -137,14 +139,15 @@ def measure_all(args: argparse.Namespace, say) -> dict:
             fig["idle"] = idle_run({"ours": ours_proc.pid, "bare": bare_proc.pid}, args.idle_s)
             results: dict[tuple[str, str], list[HttpResult]] = {}
             for number in range(args.http_rounds):  # in turn, so a busy moment does not hit one side only
+                paths = ("/health", "/status") if number < STATUS_HTTP_ROUNDS else ("/health",)
                 for name, url in (("ours", ours_url), ("bare", bare_url)):
-                    for path in ("/health", "/status"):
+                    for path in paths:
                         say(f"wrk {name} {path}, round {number + 1}")
                         results.setdefault((name, path), []).append(run_wrk(url + path, args.http_s))
             fig["http"] = {key: median_http(runs) for key, runs in results.items()}
             fig["rss_after_load"] = {"ours": peak_rss_mb(ours_proc.pid), "bare": peak_rss_mb(bare_proc.pid)}
-        loaded = accuracy_rounds(standin, {"ours": ours, "aps": lambda: aps_peer(standin, season)}, args,
-                                 "/status", say)
+        loaded = accuracy_rounds(standin, {"ours": ours, "aps": lambda: aps_peer(standin, season)},
+                                 args.load_rounds, args.run_s, "/status", say)
         for name, (accuracy, load) in loaded.items():
             fig[name + "_load"], fig[name + "_load_http"] = accuracy, load
     finally:
@@ -202,13 +205,17 @@ def build_table(fig: dict) -> Table:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-s", type=float, default=12.0, help="seconds per fire-accuracy run (default 12)")
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="fire-accuracy runs per scheduler, taken in turn and pooled (default 2)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="fire-accuracy runs per scheduler, taken in turn and pooled (default 3: the p99 "
+                             "of two runs' 480 calls moved by a third between runs)")
+    parser.add_argument("--load-rounds", type=int, default=2,
+                        help="fire-accuracy runs per scheduler under HTTP load (default 2)")
     parser.add_argument("--http-s", type=int, default=10,
                         help="seconds per wrk run (default 10: shorter runs measure the start-up of wrk's "
                              "50 new connections more than the steady state)")
     parser.add_argument("--http-rounds", type=int, default=3,
-                        help="wrk runs per server and path, taken in turn; the median counts (default 3)")
+                        help="wrk runs per server on /health, taken in turn; the median counts (default 3; "
+                             f"/status, which has no goal, gets at most {STATUS_HTTP_ROUNDS})")
     parser.add_argument("--idle-s", type=float, default=30.0, help="seconds of idle measurement (default 30)")
     parser.add_argument("--json", metavar="FILE", help="also write the raw figures as JSON")
     parser.add_argument("--accuracy-only", action="store_true",
@@ -227,9 +234,10 @@ def main() -> int:
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     print(f"\nfire accuracy: {args.rounds} rounds of one run per scheduler in turn, {args.run_s - 2:.0f} s windows "
           f"after 2 s warm-up, pooled; HTTP: wrk 2 threads, 50 connections, {args.http_rounds} rounds of "
-          f"{args.http_s} s per server and path in turn, medians; idle: {args.idle_s:.0f} s; under load: "
-          f"windows open {LOAD_WARM_UP_S:.0f} s after wrk starts; APScheduler under load shares its process "
-          f"with the bare server, which wrk hammers")
+          f"{args.http_s} s per server on /health and {min(args.http_rounds, STATUS_HTTP_ROUNDS)} on /status, in "
+          f"turn, medians; idle: {args.idle_s:.0f} s; under load: {args.load_rounds} rounds, windows open "
+          f"{LOAD_WARM_UP_S:.0f} s after wrk starts; APScheduler under load shares its process with the bare "
+          f"server, which wrk hammers")
     print(f"machine: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"HTTP load by {fig['http']['ours', '/health'].tool}; took {time.monotonic() - started:.0f} s")
     if args.json:
@@ -247,8 +255,8 @@ def accuracy_only(args: argparse.Namespace) -> int:
     try:
         fire = accuracy_rounds(standin, {"ours": lambda: daemon(tmp, standin, calendar, False),
                                          "floor": lambda: floor_peer(standin, season),
-                                         "APScheduler": lambda: aps_peer(standin, season)}, args, None,
-                               lambda text: None)
+                                         "APScheduler": lambda: aps_peer(standin, season)},
+                               args.rounds, args.run_s, None, lambda text: None)
         for name, (accuracy, _) in fire.items():
             print(f"{name}: {accuracy}")
     finally:
