@@ -15,8 +15,8 @@ connections); fire accuracy of ours and APScheduler while wrk hammers their
 tick and of a /status answer as the calendar and history grow, and the
 speed of ``plan`` (``costs.py``). Fire accuracy and HTTP are measured in
 rounds, each scheduler or server in turn. It prints one table with the
-ratios ours/floor and ours/peer and a verdict per goal. About five
-minutes; never part of the tests.
+ratios ours/floor and ours/peer and a verdict per goal. About five and a
+half minutes; never part of the tests.
 """
 
 from __future__ import annotations
