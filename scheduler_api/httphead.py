@@ -7,7 +7,7 @@ answer. The checks and their messages follow ``http.server``'s own
 ``parse_request`` (400, 414, 431, 505), so a client sees the answers the
 standard library would give, as JSON (see README, HTTP API). The parsed
 values are named tuples rather than frozen dataclasses: as immutable, and
-cheaper to build on a path every request takes under the admission lock.
+cheaper to build on a path every request takes in its admission turn.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The transport in :mod:`scheduler_api.server`: the real ApiServer on a loopback port, its limits, the admission lock.
+"""The transport in :mod:`scheduler_api.server`: the real ApiServer on a loopback port, its limits, the admission queue.
 
 Process-level tests of the same layer (bad request lines, slow and hostile
 clients, a burst of triggers) run a real daemon in ``test_proc_http.py`` and
