@@ -12,7 +12,7 @@ model directly: the parser refuses round numbers over 99). Each history is
   weekend window to 1 h after, ticked at every due time (rounds and
   standings every 30 s and 5 min, results every 30 s while live, the mode
   changes between): seconds per tick. A tick at a window boundary also
-  re-evaluates the mode (:class:`scheduler_api.race_calendar.ModeTracker`,
+  re-evaluates the mode (:class:`scheduler_api.mode_tracker.ModeTracker`,
   over the rounds near the instant), timed on its own.
 - **/status**: one answer (route and JSON encoding, as the server does) while
   the middle round's race is live: seconds per answer.
@@ -45,7 +45,8 @@ from scheduler_api.config import Config  # noqa: E402
 from scheduler_api.fetcher import Outcome  # noqa: E402
 from scheduler_api.health import FetcherHealth  # noqa: E402
 from scheduler_api.plan import GivenCalendar, SimClock  # noqa: E402
-from scheduler_api.race_calendar import Calendar, ModeTracker, Windows, weekend_window  # noqa: E402
+from scheduler_api.mode_tracker import ModeTracker  # noqa: E402
+from scheduler_api.race_calendar import Calendar, Windows, weekend_window  # noqa: E402
 from scheduler_api.scheduler import Scheduler  # noqa: E402
 from scheduler_api.state import Persisted, State, SyncRecord  # noqa: E402
 from scheduler_api.workers import InlineExecutor  # noqa: E402

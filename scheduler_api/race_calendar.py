@@ -8,13 +8,10 @@ model in :mod:`scheduler_api.calendar_parse`.
 from __future__ import annotations
 
 import bisect
-import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-
-logger = logging.getLogger(__name__)
 
 SESSION_NAMES: tuple[str, ...] = (
     "practice_1", "practice_2", "practice_3", "sprint_qualifying", "sprint", "qualifying", "race",
@@ -230,7 +227,7 @@ def _contains(window: tuple[float, float], now_ts: float) -> bool:
     return window[0] <= now_ts < window[1]
 
 
-def _boundaries(calendar: Calendar | None, windows: Windows) -> list[float]:
+def window_edges(calendar: Calendar | None, windows: Windows) -> list[float]:
     """:returns: every weekend and live window edge, UTC unix seconds, sorted, without repeats."""
     if calendar is None:
         return []
@@ -247,62 +244,14 @@ def _boundaries(calendar: Calendar | None, windows: Windows) -> list[float]:
     return sorted(edges)
 
 
-def _reach(round_: Round, windows: Windows) -> tuple[float, float]:
-    """:returns: ``[start, end)`` covering every window of ``round_`` (weekend, live, ``is_live`` span,
-    settle), UTC unix seconds: outside it the round cannot affect the mode."""
-    spans = [weekend_window(round_, windows)]
-    for session in round_.sessions:
-        spans.append(live_flag_window(session, windows) if session.is_live else live_window(session, windows))
-        spans.append(settle_window(session, windows))
-    return min(start for start, _ in spans), max(end for _, end in spans)
-
-
-class _RoundIndex:
-    """The rounds whose windows may hold an instant, found in O(log n + k) instead of a scan.
-
-    Rounds are sorted by the start of their reach (:func:`_reach`); with the
-    running maximum of the reaches' ends, a bisect finds the last round that
-    may have begun and a walk back stops at the first point before which every
-    reach has ended. ``k`` is the number of rounds walked over: the few whose
-    reaches overlap the instant's neighbourhood.
-    """
-
-    def __init__(self, calendar: Calendar | None, windows: Windows) -> None:
-        self._calendar = calendar
-        rounds = () if calendar is None else calendar.rounds
-        reaches = sorted((_reach(r, windows), position) for position, r in enumerate(rounds))
-        self._starts = [start for (start, _), _ in reaches]
-        self._ends = [end for (_, end), _ in reaches]
-        self._positions = [position for _, position in reaches]
-        self._ends_so_far: list[float] = []
-        for end in self._ends:
-            self._ends_so_far.append(max(end, self._ends_so_far[-1]) if self._ends_so_far else end)
-        self.flagged = [s for r in rounds for s in r.sessions if s.is_live]
-
-    def around(self, now_ts: float) -> Calendar | None:
-        """:returns: the calendar cut to the rounds whose reach holds ``now_ts``, in calendar order
-        (so :func:`mode_at` over it gives the whole calendar's answer), or None without a calendar."""
-        if self._calendar is None:
-            return None
-        index = bisect.bisect_right(self._starts, now_ts) - 1
-        positions = []
-        while index >= 0 and self._ends_so_far[index] > now_ts:
-            if self._ends[index] > now_ts:
-                positions.append(self._positions[index])
-            index -= 1
-        rounds = self._calendar.rounds
-        return Calendar(self._calendar.season, tuple(rounds[p] for p in sorted(positions)),
-                        self._calendar.overrides_in_force)
-
-
-def _live_starts(calendar: Calendar | None, windows: Windows) -> list[float]:
+def live_window_starts(calendar: Calendar | None, windows: Windows) -> list[float]:
     """:returns: every live window start, UTC unix seconds, sorted."""
     if calendar is None:
         return []
     return sorted(live_window(s, windows)[0] for r in calendar.rounds for s in r.sessions)
 
 
-def _first_after(sorted_edges: list[float], now_ts: float) -> int | None:
+def first_after(sorted_edges: list[float], now_ts: float) -> int | None:
     """:returns: the first edge strictly after ``now_ts``, rounded up to a whole second, or None."""
     index = bisect.bisect_right(sorted_edges, now_ts)
     return math.ceil(sorted_edges[index]) if index < len(sorted_edges) else None
@@ -320,7 +269,7 @@ def next_mode_change(calendar: Calendar | None, now_ts: float, windows: Windows)
     :param windows: window margins.
     :returns: UTC unix seconds (rounded up to a whole second), or None if no boundary lies ahead.
     """
-    return _first_after(_boundaries(calendar, windows), now_ts)
+    return first_after(window_edges(calendar, windows), now_ts)
 
 
 def next_live_window_start(calendar: Calendar | None, now_ts: float, windows: Windows) -> int | None:
@@ -331,7 +280,7 @@ def next_live_window_start(calendar: Calendar | None, now_ts: float, windows: Wi
     :param windows: window margins.
     :returns: UTC unix seconds (rounded up to a whole second), or None if no session lies ahead.
     """
-    return _first_after(_live_starts(calendar, windows), now_ts)
+    return first_after(live_window_starts(calendar, windows), now_ts)
 
 
 def latest_round(calendar: Calendar | None, now_ts: float, windows: Windows) -> Round | None:
@@ -361,86 +310,3 @@ def mode_ident(mode: Mode) -> tuple:
         (mode.live.name, mode.live.start_ts) if mode.live else None,
         (mode.settling.round, mode.settling.name, mode.settling.start_ts) if mode.settling else None,
     )
-
-
-class ModeTracker:
-    """The current mode and the next window boundary, recomputed only when a boundary passes.
-
-    The mode is constant between two consecutive window edges (live, settle,
-    weekend and ``is_live`` span edges), so :meth:`update` evaluates the mode
-    only when ``now_ts`` leaves the span between the edges around the last
-    evaluation; otherwise it costs O(1). An evaluation looks only at the
-    rounds whose windows may hold the instant (:class:`_RoundIndex`), and the
-    boundary queries bisect the sorted edges: O(log n) each, so a tick at a
-    boundary costs about the same with 24 rounds as with 2,400. The edges
-    and the index are built once per calendar. The wall clock may step backward: any instant outside the
-    cached span is simply evaluated afresh. An ``is_live`` flag found
-    outside its span is warned about once per session (naming the round
-    and session), not at every evaluation.
-
-    Not thread-safe: the scheduler calls it under its lock.
-
-    :param calendar: the calendar, or None (off_season, no boundaries).
-    :param windows: window margins.
-    :param now_ts: the instant of the first evaluation, UTC unix seconds.
-    """
-
-    def __init__(self, calendar: Calendar | None, windows: Windows, now_ts: float) -> None:
-        self.windows = windows
-        self._calendar = calendar
-        self._edges = _boundaries(calendar, windows)
-        self._live_starts = _live_starts(calendar, windows)
-        self._index = _RoundIndex(calendar, windows)
-        self._span = (math.inf, -math.inf)  # [from, until) in which ``mode`` holds; empty: evaluate
-        self._warned: set[tuple[int, int, str, int]] = set()  # is_live flags already warned about
-        self.mode = self._evaluate(now_ts)
-
-    @property
-    def calendar(self) -> Calendar | None:
-        """:returns: the calendar in use, or None."""
-        return self._calendar
-
-    def set_calendar(self, calendar: Calendar | None) -> None:
-        """Use ``calendar`` from now on; :attr:`mode` keeps its value until the next :meth:`update`."""
-        self._calendar = calendar
-        self._edges = _boundaries(calendar, self.windows)
-        self._live_starts = _live_starts(calendar, self.windows)
-        self._index = _RoundIndex(calendar, self.windows)
-        self._span = (math.inf, -math.inf)
-
-    def update(self, now_ts: float) -> Mode | None:
-        """Re-evaluate the mode at ``now_ts``.
-
-        :param now_ts: UTC unix seconds.
-        :returns: the previous mode if the mode changed (by :func:`mode_ident`), else None.
-        """
-        if self._span[0] <= now_ts < self._span[1]:
-            return None
-        previous = self.mode
-        self.mode = self._evaluate(now_ts)
-        return previous if mode_ident(self.mode) != mode_ident(previous) else None
-
-    def next_change_ts(self, now_ts: float) -> int | None:
-        """:returns: as :func:`next_mode_change` for the tracked calendar, UTC unix seconds, or None."""
-        if self._span[0] <= now_ts < self._span[1]:
-            return None if self._span[1] == math.inf else math.ceil(self._span[1])
-        return _first_after(self._edges, now_ts)
-
-    def next_live_start_ts(self, now_ts: float) -> int | None:
-        """:returns: as :func:`next_live_window_start` for the tracked calendar, UTC unix seconds, or None."""
-        return _first_after(self._live_starts, now_ts)
-
-    def _evaluate(self, now_ts: float) -> Mode:
-        index = bisect.bisect_right(self._edges, now_ts)
-        start = self._edges[index - 1] if index > 0 else -math.inf
-        end = self._edges[index] if index < len(self._edges) else math.inf
-        self._span = (start, end)
-        for session in self._index.flagged:
-            if _contains(live_flag_window(session, self.windows), now_ts):
-                continue
-            ident = (session.season, session.round, session.name, session.start_ts)
-            if ident not in self._warned:
-                self._warned.add(ident)
-                logger.warning("calendar is_live flag ignored season=%d round=%d session=%s: outside its "
-                               "session's live window + 3h", session.season, session.round, session.name)
-        return mode_at(self._index.around(now_ts), now_ts, self.windows)

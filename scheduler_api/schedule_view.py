@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 
 from .fetcher import SyncKey
-from .race_calendar import ModeTracker
+from .mode_tracker import ModeTracker
 from .state import ScheduleView
 from .timetable import KindTimetable
 

@@ -20,7 +20,8 @@ from .clock import Clock, utc_year
 from .config import KINDS, Config
 from .fetcher import TIMEOUT, Outcome, SyncClient, SyncKey
 from .health import FetcherHealth
-from .race_calendar import Mode, ModeTracker, Windows, latest_round
+from .mode_tracker import ModeTracker
+from .race_calendar import Mode, Windows, latest_round
 from .call_gate import Busy, CallGate
 from .runner import Attempt, Executor, FastSwitching, Flights, Runner, Settled
 from .schedule_view import schedule_view

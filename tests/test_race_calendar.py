@@ -7,13 +7,13 @@ import pathlib
 import pytest
 
 from scheduler_api.calendar_parse import parse_calendar
+from scheduler_api.mode_tracker import ModeTracker
 from scheduler_api.race_calendar import (
     SESSION_DURATION_S,
     SESSION_NAMES,
     Calendar,
     Mode,
     Round,
-    ModeTracker,
     Session,
     Windows,
     latest_round,
