@@ -16,8 +16,9 @@ import pytest
 from scheduler_api.api import App
 from scheduler_api.clock import SystemClock
 from scheduler_api.config import Config
+from scheduler_api.deadline_reader import DeadlineReader
 from scheduler_api.server import Admission, ConnectionSlots
-from scheduler_api.httphandler import DeadlineReader, Handler, render_answer
+from scheduler_api.httphandler import Handler, render_answer
 from scheduler_api.state import State
 
 from conftest import FakeClock, ts
