@@ -147,7 +147,10 @@ def parse_request_line(raw_line: bytes) -> RequestLine | None:
         well-formed version other than HTTP/1.x (``HTTP/2.0``, ``HTTP/0.9``
         written out); 400 for a malformed version (``HTTP/1.x``), a wrong
         number of words, a method that is not a token (RFC 9110: letters,
-        digits and ``!#$%&'*+-.^_`|~``), or an HTTP/0.9 request other than ``GET``.
+        digits and ``!#$%&'*+-.^_`|~``), an HTTP/0.9 request other than ``GET``,
+        or a target with bytes outside ASCII (RFC 3986 allows only ASCII;
+        anything else must be percent-encoded, and echoing such bytes back
+        in a message would garble them).
     """
     if len(raw_line) > MAX_LINE:
         raise HttpError(414, HTTPStatus.REQUEST_URI_TOO_LONG.phrase)
@@ -175,6 +178,8 @@ def parse_request_line(raw_line: bytes) -> RequestLine | None:
         raise HttpError(400, f"method is not a valid token ({method[:40]!r})")
     if len(words) == 2 and method != "GET":
         raise HttpError(400, f"Bad HTTP/0.9 request type ({method!r})")
+    if not target.isascii():
+        raise HttpError(400, "request target has bytes outside ASCII; percent-encode them (RFC 3986)")
     return RequestLine(method, target, version, keep_alive)
 
 

@@ -64,6 +64,20 @@ def test_bad_request_lines_are_refused_as_http_server_would(raw, status, message
     assert (caught.value.status, caught.value.message) == (status, message)
 
 
+@pytest.mark.parametrize("raw", [b"GET /status?x\xc3\xa9=1 HTTP/1.1\r\n", b"GET /st\xc3\xa9tus HTTP/1.1\r\n",
+                                 b"GET /status?season=\xff HTTP/1.1\r\n"])
+def test_a_target_with_bytes_outside_ascii_is_400_without_echoing_them(raw):
+    with pytest.raises(HttpError) as caught:
+        parse_request_line(raw)
+
+    assert (caught.value.status, caught.value.message) == (
+        400, "request target has bytes outside ASCII; percent-encode them (RFC 3986)")
+
+
+def test_a_percent_encoded_target_passes():
+    assert parse_request_line(b"GET /status?x%C3%A9=1 HTTP/1.1\r\n").target == "/status?x%C3%A9=1"
+
+
 def test_headers_follow_only_a_three_word_line_within_the_limit():
     assert headers_follow(b"GET / HTTP/1.1\r\n")
     assert not headers_follow(b"GET /\r\n")
