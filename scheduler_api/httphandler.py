@@ -277,6 +277,10 @@ class Handler(BaseHTTPRequestHandler):
     def _discard_body(self, head: RequestHead) -> None:
         """Read and discard the body the head announced, within ``http_timeout_s`` in all; no endpoint uses one.
 
+        While it waits for the body, the connection may be shut down to make
+        room for a new one, as while it waits for a head (see
+        :class:`server.ConnectionSlots`); the client then sees its connection close.
+
         :raises HttpError: 408 when it has not all arrived in time, 400 when
             the client ends it before its announced length.
         """
@@ -286,6 +290,7 @@ class Handler(BaseHTTPRequestHandler):
         if expects_continue(head.headers):
             self._send(b"HTTP/1.1 100 Continue\r\n\r\n")
         self._reader.arm(self.server.http_timeout_s)
+        self.server.slots.waiting(self.connection)  # waiting for the client, as for a head: it may make room
         received = 0
         try:
             while received < length:
@@ -296,6 +301,8 @@ class Handler(BaseHTTPRequestHandler):
         except TimeoutError:
             raise HttpError(408, f"request body not received within {self.server.http_timeout_s:g}s "
                                  f"({received} of {length} bytes)") from None
+        finally:
+            self.server.slots.working(self.connection)
 
     def _send(self, data: bytes) -> None:
         """Write ``data``, giving up after ``http_timeout_s`` in all.

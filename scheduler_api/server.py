@@ -36,14 +36,17 @@ class ConnectionSlots:
     """At most ``limit`` connections open at once; thread-safe.
 
     When all are taken, a new connection takes the slot of the connection
-    that has waited longest for its next request head (an idle keep-alive
-    client, or one trickling or holding back its head): that one is shut
-    down. Only when every open connection has a request in progress is the
-    new one refused. So a client that opens many silent connections cannot
+    that has waited longest for its client: for its next request head (an
+    idle keep-alive client, or one trickling or holding back its head) or
+    for the body its head announced. That one is shut down. Only when every
+    open connection has a request in progress is the new one refused. So a
+    client that opens many silent connections, or holds back bodies, cannot
     keep others out, and at worst it evicts its own.
 
     Refusals are logged at warning, at most once a minute with how many
-    there were since the last such line, so a flood cannot flood the journal.
+    there were since the last such line, so a flood cannot flood the
+    journal; those of the last minute of a flood are logged with the next
+    connection taken after that minute, or by :meth:`close`.
 
     :param limit: connections open at once (``SCHEDULER_MAX_CONNECTIONS``).
     :param clock: paces the warnings.
@@ -54,7 +57,7 @@ class ConnectionSlots:
         self._clock = clock
         self._lock = threading.Lock()
         self._open = 0
-        self._waiting: dict[socket.socket, None] = {}  # waiting for a request head, longest-waiting first
+        self._waiting: dict[socket.socket, None] = {}  # waiting for a head or body, longest-waiting first
         self._evicted: set[socket.socket] = set()  # shut down to make room; their slot already passed on
         self._refused = 0  # since the last warning
         self._warned_mono = -math.inf
@@ -67,7 +70,7 @@ class ConnectionSlots:
 
     @property
     def idle(self) -> int:
-        """:returns: connections waiting for a request head (those a new connection may displace)."""
+        """:returns: connections waiting for their client, a head or a body (those a new connection may displace)."""
         with self._lock:
             return len(self._waiting)
 
@@ -76,33 +79,51 @@ class ConnectionSlots:
 
         :returns: False when all ``limit`` have a request in progress: the connection is to be refused.
         """
+        evicted = None
         with self._lock:
-            if self._open < self.limit:
+            taken = self._open < self.limit
+            if taken:
                 self._open += 1
-                return True
-            if self._waiting:
+            elif self._waiting:
                 evicted = next(iter(self._waiting))
                 del self._waiting[evicted]
                 self._evicted.add(evicted)
             else:
-                evicted = None
                 self._refused += 1
-                now_mono = self._clock.monotonic()
-                if now_mono - self._warned_mono < REFUSAL_LOG_INTERVAL_S:
-                    return False
-                refused, self._refused, self._warned_mono = self._refused, 0, now_mono
+            refused = self._refusals_due(self._clock.monotonic()) if self._refused else 0
         if evicted is not None:
             try:
                 evicted.shutdown(socket.SHUT_RDWR)  # its thread sees the end at once and closes it
             except OSError:
                 pass
+        if taken or evicted is not None:
+            if refused:  # the last minute of a flood that has ended
+                logger.warning("http connections refused at the limit max=%d refused=%d since the last warning",
+                               self.limit, refused)
             return True
-        logger.warning("http connections at limit max=%d refused=%d: every connection has a request in progress; "
-                       "further connections get 503 until one closes", self.limit, refused)
+        if refused:
+            logger.warning("http connections at limit max=%d refused=%d: every connection has a request in "
+                           "progress; further connections get 503 until one closes", self.limit, refused)
         return False
 
+    def _refusals_due(self, now_mono: float) -> int:
+        """:returns: the refusals to log now (caller holds the lock): all of them once a minute has passed
+        since the last warning, then counted afresh; else 0."""
+        if now_mono - self._warned_mono < REFUSAL_LOG_INTERVAL_S:
+            return 0
+        refused, self._refused, self._warned_mono = self._refused, 0, now_mono
+        return refused
+
+    def close(self) -> None:
+        """The server is closing: log the refusals not yet logged, if any."""
+        with self._lock:
+            refused, self._refused = self._refused, 0
+        if refused:
+            logger.warning("http connections refused at the limit max=%d refused=%d since the last warning",
+                           self.limit, refused)
+
     def waiting(self, sock: socket.socket) -> None:
-        """The connection waits for its next request head: it may be shut down to make room."""
+        """The connection waits for its client (a request head or body): it may be shut down to make room."""
         with self._lock:
             if sock not in self._evicted:
                 self._waiting.pop(sock, None)
@@ -354,8 +375,9 @@ class ApiServer(ThreadingHTTPServer):
             return self._idle.wait_for(lambda: self._active == 0, max(0.0, timeout_s))
 
     def server_close(self) -> None:
-        """Close the listening socket and the wake-up pipe."""
+        """Close the listening socket and the wake-up pipe; log refusals not yet logged."""
         super().server_close()
+        self.slots.close()
         for fd in (self._wake_r, self._wake_w):
             try:
                 os.close(fd)

@@ -15,6 +15,7 @@ import threading
 import time
 
 import pytest
+import responses
 
 from scheduler_api.api import App
 from scheduler_api.health import FetcherHealth
@@ -316,22 +317,41 @@ def test_at_the_limit_a_new_connection_takes_the_slot_of_the_longest_idle_one(se
         conn.close()
 
 
-def test_connection_over_the_limit_gets_503_json_when_every_one_has_a_request_in_progress(serve):
+def test_at_the_limit_a_connection_holding_back_its_body_makes_room(serve):
     server, port = serve(max_connections=2)
-    busy = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]
-    for sock in busy:  # a head whose announced body never comes: a request in progress
+    held = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]
+    for sock in held:  # a head whose announced body never comes: waiting for its client, as for a head
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
-    wait_for(lambda: server.slots.open == 2 and server.slots.idle == 0, what="both heads to be read")
+    wait_for(lambda: server.slots.open == 2 and server.slots.idle == 2, what="both heads to be read")
+
+    assert timed_get(port, "/health")[1] == 200  # not refused: the one waiting longest made room
+
+    assert held[0].recv(1) == b""  # it was shut down
+    for sock in held:
+        sock.close()
+
+
+def test_connection_over_the_limit_gets_503_json_when_every_one_has_a_request_in_progress(serve, mocked):
+    server, port = serve(max_connections=2)
+    release = threading.Event()
+    mocked.add_callback(responses.POST, f"{FETCHER}/fetch/seasons",
+                        callback=lambda request: (release.wait(5), (200, {}, json.dumps(ORIGIN_OK)))[1])
+    busy = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]
+    for sock in busy:  # triggers waiting for fetcher_service: requests in progress
+        sock.sendall(b"POST /trigger/seasons HTTP/1.1\r\nHost: x\r\n\r\n")
+    wait_for(lambda: server.slots.open == 2 and server.slots.idle == 0, what="both triggers to start")
 
     code, headers, body = split(raw(port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"))
 
     assert (code, headers["connection"], headers["retry-after"]) == (503, "close", "1")
     assert body == {"success": False, "message": "too many connections: at most 2 at once; retry later",
                     "timestamp": T0}
-    busy[0].close()
-    wait_for(lambda: server.slots.open < 2, what="the closed connection's slot")
+    release.set()
+    for sock in busy:
+        assert split(sock.recv(65536))[0] == 200
+        sock.close()
+    wait_for(lambda: server.slots.open == 0, what="the closed connections' slots")
     assert timed_get(port, "/health")[1] == 200
-    busy[1].close()
 
 
 def test_refusals_are_logged_at_most_once_a_minute(caplog):
@@ -352,3 +372,25 @@ def test_refusals_are_logged_at_most_once_a_minute(caplog):
     ]
     slots.give_back()
     assert slots.take() is True and slots.open == 1
+
+
+def test_refusals_of_the_last_minute_of_a_flood_are_logged_once_it_has_passed_or_at_close(caplog):
+    clock = FakeClock(T0)
+    slots = ConnectionSlots(1, clock)
+    assert slots.take() is True
+    with caplog.at_level(logging.WARNING, logger="scheduler_api.server"):
+        assert [slots.take() for _ in range(4)] == [False] * 4  # the first is logged, three wait
+        slots.give_back()
+        clock.advance(30.0)
+        assert slots.take() is True  # within the minute: still nothing
+        slots.give_back()
+        clock.advance(30.0)
+        assert slots.take() is True  # the minute has passed: the three are logged
+        assert slots.take() is False  # a new flood: counted, logged by close
+        slots.close()
+    assert [record.getMessage() for record in caplog.records] == [
+        "http connections at limit max=1 refused=1: every connection has a request in progress; "
+        "further connections get 503 until one closes",
+        "http connections refused at the limit max=1 refused=3 since the last warning",
+        "http connections refused at the limit max=1 refused=1 since the last warning",
+    ]
