@@ -182,11 +182,18 @@ class Handler(BaseHTTPRequestHandler):
     def _read_head(self) -> tuple[bytes, list[bytes]] | None:
         """Read a request line and its header lines within ``http_timeout_s`` from now, in all.
 
+        The connection may be shut down to make room for a new one while it
+        waits for the head and, when the client pipelines (this head came
+        before the previous answer was written), while the request other than
+        a trigger is answered: a client that sends faster than it reads keeps
+        no slot from others (see :class:`server.ConnectionSlots`).
+
         :returns: the raw request line and header lines, or None when the
             connection is to close: the client closed it, or the time ran out
             (answered 408 when part of a head had arrived, else silently).
         """
         start = self.rfile.tell()  # bytes of earlier requests
+        pipelined = self._reader.tell() > start  # bytes of this head arrived before the last answer left
         self._reader.arm(self.server.http_timeout_s)
         self.server.slots.waiting(self.connection)
         try:
@@ -195,7 +202,8 @@ class Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 return None
             head = raw_line, self._read_header_lines() if headers_follow(raw_line) else []
-            self.server.slots.working(self.connection)
+            if not pipelined or raw_line.startswith(b"POST "):
+                self.server.slots.working(self.connection)
             return head
         except TimeoutError:
             self.close_connection = True
@@ -311,7 +319,9 @@ class Handler(BaseHTTPRequestHandler):
         one ``send`` that never waits; the rest, for a large answer or a
         client slow to read, with a ``sendall`` whose Python timeout bounds
         the whole call, after which the socket is back in blocking mode (as
-        the :class:`DeadlineReader` needs it).
+        the :class:`DeadlineReader` needs it). While that waits for the
+        client to read, the connection may be shut down to make room for a
+        new one (see :class:`server.ConnectionSlots`).
 
         :raises TimeoutError: when the client does not read it in time.
         """
@@ -319,9 +329,11 @@ class Handler(BaseHTTPRequestHandler):
         if sent == len(data):
             return
         self.connection.settimeout(self.server.http_timeout_s)  # sendall's timeout bounds the whole call
+        self.server.slots.waiting(self.connection)  # waiting for the client to read: it may make room
         try:
             self.connection.sendall(memoryview(data)[sent:])
         finally:
+            self.server.slots.working(self.connection)
             self.connection.settimeout(None)
 
     def _send_ready(self, data: bytes) -> int:

@@ -38,10 +38,13 @@ class ConnectionSlots:
     When all are taken, a new connection takes the slot of the connection
     that has waited longest for its client: for its next request head (an
     idle keep-alive client, or one trickling or holding back its head) or
-    for the body its head announced. That one is shut down. Only when every
-    open connection has a request in progress is the new one refused. So a
-    client that opens many silent connections, or holds back bodies, cannot
-    keep others out, and at worst it evicts its own.
+    for the body its head announced, for it to read an answer, or, while it
+    pipelines (its next request came before its previous answer was
+    written), through its requests other than triggers. That one is shut
+    down. Only when every open connection has a request in progress is the
+    new one refused. So a client that opens many silent connections, holds
+    back bodies or sends faster than it reads cannot keep others out, and
+    at worst it evicts its own.
 
     Refusals are logged at warning, at most once a minute with how many
     there were since the last such line, so a flood cannot flood the

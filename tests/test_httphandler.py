@@ -18,10 +18,11 @@ from scheduler_api.clock import SystemClock
 from scheduler_api.config import Config
 from scheduler_api.deadline_reader import DeadlineReader
 from scheduler_api.server import Admission, ConnectionSlots
-from scheduler_api.httphandler import Handler, render_answer
+from scheduler_api.httphandler import READ_BUFFER, Handler, render_answer
 from scheduler_api.state import State
 
 from conftest import FakeClock, ts
+from harness import wait_for
 
 T0 = ts("2026-11-30T12:00:00Z")
 
@@ -136,6 +137,23 @@ def handle(data: bytes) -> tuple[Handler, Connection]:
     return handler, connection
 
 
+def test_a_pipelining_client_may_make_room_while_its_requests_other_than_triggers_are_answered(pair):
+    server_side, client_side = pair
+    handler = Handler.__new__(Handler)
+    handler.server, handler.connection = Host(), server_side
+    handler._reader = DeadlineReader(server_side, handler.server.clock)
+    handler.rfile = io.BufferedReader(handler._reader, READ_BUFFER)
+    slots = handler.server.slots
+    get = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+
+    client_side.sendall(get)
+    assert handler._read_head() is not None and slots.idle == 0  # one request at a time: it keeps its slot
+    client_side.sendall(get + get + b"POST /trigger/seasons HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert handler._read_head() is not None and slots.idle == 0  # nothing was waiting before this head
+    assert handler._read_head() is not None and slots.idle == 1  # sent before the last answer: may make room
+    assert handler._read_head()[0].startswith(b"POST") and slots.idle == 0  # a trigger keeps its slot
+
+
 def test_headers_and_body_in_one_write():
     _, connection = handle(b"GET /history?limit=1 HTTP/1.1\r\nHost: x\r\n\r\n")
     assert len(connection.writes) == 1
@@ -186,6 +204,29 @@ def test_answer_larger_than_the_send_buffer_arrives_whole_and_leaves_the_socket_
     deadline_reader.arm(0.05)
     with pytest.raises(TimeoutError):  # the read wait is the reader's deadline, not the send timeout
         deadline_reader.readinto(bytearray(16))
+
+
+def test_while_its_client_does_not_read_an_answer_the_connection_may_make_room(pair):
+    server_side, _ = pair
+    server_side.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    handler = sending_handler(server_side, 5.0)
+    slots = handler.server.slots = ConnectionSlots(1, SystemClock())
+    assert slots.take() is True
+    failed: list[OSError] = []
+
+    def send() -> None:
+        try:
+            handler._send(b"x" * (4 << 20))
+        except OSError as exc:
+            failed.append(exc)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    wait_for(lambda: slots.idle == 1, what="the send to wait for its client")
+
+    assert slots.take() is True  # a new connection takes the slot of the one its client does not read
+    sender.join(5)
+    assert len(failed) == 1 and isinstance(failed[0], BrokenPipeError)  # shut down, not 5 s later
 
 
 def test_answer_a_client_never_reads_is_given_up_after_the_timeout(pair):
