@@ -34,7 +34,7 @@ W = Windows()
 # --------------------------------------------------------------------------- constants
 
 
-def test_session_names_and_expected_durations_follow_spec():
+def test_session_names_and_expected_durations_follow_the_readme():  # README, What it does; a race is capped at 3 h
     assert SESSION_NAMES == ("practice_1", "practice_2", "practice_3", "sprint_qualifying",
                              "sprint", "qualifying", "race")
     assert dict(SESSION_DURATION_S) == {"practice_1": 3600, "practice_2": 3600, "practice_3": 3600,
